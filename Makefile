@@ -1,0 +1,145 @@
+# corio — top-level build. Plain GNU make, no generator.
+#
+#   make                 libcorio.a, libcorio.so, examples, tests, benchmarks into build/
+#   make test            the test suite twice: normal build, then ASan+UBSan (build/asan)
+#   make run             the showcase: every example program, one after another
+#   make bench           the micro-benchmarks (build/bench/corio-bench)
+#   make install PREFIX=/usr/local
+#
+# Variables: CORIO_CTX=asm|ucontext (context switch back end; ucontext builds
+# into build/ucontext*), SAN=asan|tsan (used by the test target's second pass),
+# CC, CFLAGS, PREFIX, DESTDIR.
+
+CORIO_CTX ?= asm
+SAN ?=
+CC ?= cc
+PREFIX ?= /usr/local
+
+ifeq ($(CORIO_CTX),ucontext)
+  CTXDIR := ucontext
+else
+  CTXDIR :=
+endif
+BUILD ?= build$(if $(CTXDIR),/$(CTXDIR))$(if $(SAN),$(if $(CTXDIR),-,/)$(SAN))
+
+ARCH := $(shell $(CC) -dumpmachine | cut -d- -f1)
+
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
+OPT := -O2 -g
+SANFLAGS :=
+ifeq ($(SAN),asan)
+  OPT := -O1 -g
+  SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+endif
+ifeq ($(SAN),tsan)
+  OPT := -O1 -g
+  SANFLAGS := -fsanitize=thread -fno-omit-frame-pointer
+endif
+CTXFLAGS := $(if $(filter ucontext,$(CORIO_CTX)),-DCORIO_CTX_UCONTEXT=1)
+CPPFLAGS += -Iinclude -Isrc $(CTXFLAGS)
+CFLAGS ?=
+ALLCFLAGS := -std=gnu11 $(OPT) $(WARN) -fPIC -fvisibility=hidden -MMD -MP $(SANFLAGS) $(CFLAGS)
+LDLIBS := -lpthread -lm
+
+# ---- sources -------------------------------------------------------------
+ARCH_SRC := src/arch/fiber.c src/arch/stack.c
+ifeq ($(CORIO_CTX),ucontext)
+  ARCH_SRC += src/arch/ctx_ucontext.c
+else
+  ARCH_SRC += src/arch/ctx_$(ARCH).c src/arch/switch_$(ARCH).S
+endif
+CORE_SRC := $(wildcard src/core/*.c)
+LIB_SRC := $(ARCH_SRC) $(CORE_SRC)
+LIB_OBJ := $(patsubst src/%,$(BUILD)/obj/%.o,$(LIB_SRC))
+
+EXAMPLES := $(patsubst examples/%.c,%,$(wildcard examples/*.c))
+TESTS := $(patsubst tests/%.c,%,$(wildcard tests/test_*.c))
+BENCH_SRC := $(wildcard bench/*.c)
+
+LIBA := $(BUILD)/libcorio.a
+LIBSO := $(BUILD)/libcorio.so
+EX_BIN := $(addprefix $(BUILD)/examples/,$(EXAMPLES))
+TEST_BIN := $(addprefix $(BUILD)/tests/,$(TESTS))
+BENCH_BIN := $(BUILD)/bench/corio-bench
+
+.PHONY: all lib examples tests bench-bin test test-run run bench install deps clean
+all: deps lib examples tests bench-bin
+lib: $(LIBA) $(LIBSO)
+examples: $(EX_BIN)
+tests: $(TEST_BIN)
+bench-bin: $(BENCH_BIN)
+
+# scripts/deps.sh installs what is missing (Debian packages); cheap when all is there.
+DEPS_STAMP := build/.deps-ok
+deps: $(DEPS_STAMP)
+$(DEPS_STAMP): scripts/deps.sh
+	@sh scripts/deps.sh
+	@mkdir -p build && touch $@
+
+$(BUILD)/obj/%.c.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALLCFLAGS) -c $< -o $@
+$(BUILD)/obj/%.S.o: src/%.S
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALLCFLAGS) -c $< -o $@
+
+$(LIBA): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+$(LIBSO): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -shared $(SANFLAGS) -Wl,-soname,libcorio.so.0 -o $@ $^ $(LDLIBS)
+
+$(BUILD)/examples/%: examples/%.c $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALLCFLAGS) -o $@ $< $(LIBA) $(LDLIBS)
+
+$(BUILD)/tests/%: tests/%.c tests/testutil.h $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Itests $(ALLCFLAGS) -o $@ $< $(LIBA) -lcriterion $(LDLIBS)
+
+$(BENCH_BIN): $(BENCH_SRC) $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALLCFLAGS) -o $@ $(BENCH_SRC) $(LIBA) $(LDLIBS)
+
+# ---- test -------------------------------------------------------------------
+# Two passes: this build, then the sanitizer build (ASan+UBSan, LeakSanitizer on).
+test:
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory test-run
+	@$(MAKE) --no-print-directory SAN=asan all
+	@$(MAKE) --no-print-directory SAN=asan test-run
+
+export ASAN_OPTIONS ?= detect_leaks=1:abort_on_error=0:detect_stack_use_after_return=0
+export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
+
+test-run: tests examples
+	@echo "== tests: $(BUILD) (ctx=$(CORIO_CTX)$(if $(SAN), san=$(SAN)))"
+	@CORIO_EXAMPLES_DIR=$(BUILD)/examples sh scripts/run-tests.sh $(TEST_BIN)
+
+# ---- showcase and benchmarks ------------------------------------------------
+RUN_EXAMPLES := seq_await create_task callback cancel
+run: all
+	@for e in $(RUN_EXAMPLES); do \
+	    printf '\n=== %s ===\n' "$$e"; \
+	    $(BUILD)/examples/$$e || exit 1; \
+	done
+
+bench: all
+	@sh scripts/bench.sh $(BENCH_BIN)
+
+# ---- install ----------------------------------------------------------------
+install: lib
+	install -d $(DESTDIR)$(PREFIX)/include/corio $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 644 include/corio.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 include/corio/*.h $(DESTDIR)$(PREFIX)/include/corio/
+	install -m 644 $(LIBA) $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(LIBSO) $(DESTDIR)$(PREFIX)/lib/libcorio.so.0
+	ln -sf libcorio.so.0 $(DESTDIR)$(PREFIX)/lib/libcorio.so
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|0.1.0|' corio.pc.in \
+	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/corio.pc
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

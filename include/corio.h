@@ -1,0 +1,26 @@
+/* corio.h — the umbrella header of corio, asyncio for C.
+ *
+ * Include this one header; it pulls in every public sub-header:
+ *   corio/error.h  error codes, co_strerror, co_err_name
+ *   corio/core.h   loops, tasks, futures, callbacks, timers, cancellation
+ *
+ * Conventions (the same in every sub-header):
+ *   - public names co_*, macros CO_*; nothing else is exported;
+ *   - a function that can fail returns int: 0 (or a count) on success, a
+ *     negative errno (-ECANCELED, -ETIMEDOUT, ...) or a -CO_E* code on
+ *     failure; results go out through pointers;
+ *   - a function that can suspend must be called from a task; called from
+ *     anywhere else it returns -CO_ENOTASK and does nothing.
+ */
+#ifndef CORIO_H
+#define CORIO_H
+
+#define CORIO_VERSION_MAJOR 0
+#define CORIO_VERSION_MINOR 1
+#define CORIO_VERSION_PATCH 0
+#define CORIO_VERSION_STRING "0.1.0"
+
+#include "corio/error.h"
+#include "corio/core.h"
+
+#endif

@@ -1,0 +1,47 @@
+/* corio/error.h — error codes.
+ *
+ * corio reports errors as negative numbers: plain errno values negated
+ * (-ECANCELED, -ETIMEDOUT, -ENOMEM, ...) plus the CO_E* codes below, which
+ * live far above any errno so the two never collide. One X-macro list makes
+ * the enum, co_strerror() and co_err_name(), so they cannot drift apart.
+ */
+#ifndef CORIO_ERROR_H
+#define CORIO_ERROR_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define CO_API __attribute__((visibility("default")))
+#else
+#define CO_API
+#endif
+
+/* X(name, value, message) */
+#define CO_ERRNO_MAP(X)                                                        \
+    X(ENOTASK, 4001, "not called from a task (this call can suspend)")         \
+    X(ENOLOOP, 4002, "no event loop on this thread")                           \
+    X(EWRONGLOOP, 4003, "object belongs to another event loop or thread")      \
+    X(ECLOSED, 4004, "event loop or object is closed")                         \
+    X(EINVALSTATE, 4005, "invalid state (future already done, or not done)")   \
+    X(ESHUTDOWN, 4006, "shut down")                                            \
+    X(EINCOMPLETE, 4007, "end of stream before the expected data")             \
+    X(ELIMIT, 4008, "limit exceeded")                                          \
+    X(ERUNNING, 4009, "event loop is already running")
+
+enum {
+#define CO__ERR_ENUM(name, value, msg) CO_##name = (value),
+    CO_ERRNO_MAP(CO__ERR_ENUM)
+#undef CO__ERR_ENUM
+};
+
+/* The message for a negative error (errno or CO_E*); never NULL. */
+CO_API const char *co_strerror(int err);
+/* The symbolic name, e.g. "ECANCELED", "CO_EWRONGLOOP"; never NULL. */
+CO_API const char *co_err_name(int err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,248 @@
+/* internal.h — the core's data structures and the contracts between its
+ * files (loop.c, task.c, future.c, handle.c, timer.c, run.c). Never
+ * installed; other layers include it to build on the core.
+ *
+ * Threading: everything here is owned by one loop and touched only by the
+ * thread running it, except the fields marked "any thread".
+ */
+#ifndef CO_CORE_INTERNAL_H
+#define CO_CORE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "corio.h"
+#include "../arch/fiber.h"
+#include "../arch/stack.h"
+#include "list.h"
+#include "poll.h"
+
+/* ---- the ready queue -------------------------------------------------------
+ * A singly-linked FIFO of co__run entries: a task to resume, or a handle
+ * whose callback must run. An entry is in the queue at most once (tasks:
+ * CO__T_INREADY; handles: state CO__H_READY). */
+enum { CO__RUN_TASK = 1, CO__RUN_HANDLE = 2 };
+typedef struct co__run {
+    struct co__run *next;
+    uint8_t kind;
+} co__run;
+
+/* ---- timers -----------------------------------------------------------------
+ * A timer node lives inside what it wakes (a task's sleep, a handle), so
+ * arming one allocates nothing. The heap (timer.c) is an array of
+ * (deadline, seq, node) ordered by deadline then seq: equal deadlines fire
+ * in the order they were armed. idx is the node's slot, CO__TIMER_IDLE
+ * when not armed. */
+#define CO__TIMER_IDLE UINT32_MAX
+enum { CO__TM_TASK = 1, CO__TM_HANDLE = 2 };
+typedef struct co__timer {
+    int64_t deadline; /* loop clock, ns */
+    uint32_t idx;
+    uint8_t kind;
+} co__timer;
+
+typedef struct co__heap_ent {
+    int64_t deadline;
+    uint64_t seq;
+    co__timer *t;
+} co__heap_ent;
+
+typedef struct co__heap {
+    co__heap_ent *a;
+    uint32_t n, cap;
+    uint64_t seq;
+} co__heap;
+
+void co__heap_init(co__heap *h);
+void co__heap_fini(co__heap *h);
+/* Arms t at deadline. 0, or -ENOMEM (growing the array; amortised, rare). */
+int co__heap_add(co__heap *h, co__timer *t, int64_t deadline);
+/* Disarms t if armed; returns whether it was. */
+bool co__heap_remove(co__heap *h, co__timer *t);
+static inline co__timer *co__heap_min(const co__heap *h) { return h->n ? h->a[0].t : NULL; }
+static inline int64_t co__heap_min_deadline(const co__heap *h) { return h->a[0].deadline; }
+co__timer *co__heap_pop(co__heap *h);
+
+/* ---- done lists ---------------------------------------------------------------
+ * A future's done list holds, in registration order, the done-callbacks
+ * (co__handle, kind CO__H_DONE) and the tasks waiting in co_join (a
+ * co__waiter on the waiter's own stack). When the future finishes, each
+ * entry is unlinked and fired in order. */
+enum { CO__W_TASK = 1, CO__W_HANDLE = 2, CO__W_HOOK = 3 };
+typedef struct co__waiter {
+    co__list link;
+    uint8_t kind;
+    co_task *task; /* CO__W_TASK: the task to wake */
+    /* CO__W_HOOK: called when the future finishes (internal combinators). */
+    void (*hook)(struct co__waiter *w, co_task *finished);
+} co__waiter;
+
+/* ---- handles ---------------------------------------------------------------------
+ * A scheduled callback: co_call_soon / later / at, or a done-callback.
+ * Handles come from a per-loop pool of chunks that live as long as the
+ * loop, so a stale co_handle {p, gen} is always safe to test: gen changes
+ * every time the handle is used up (ran, cancelled, recycled). */
+enum { CO__H_FREE = 0, CO__H_READY, CO__H_TIMED, CO__H_LISTED, CO__H_RUNNING };
+enum { CO__HK_CALL = 1, CO__HK_DONE = 2 };
+typedef struct co__handle {
+    co__run run;      /* ready-queue entry */
+    co__waiter w;     /* done-list entry (kind CO__W_HANDLE) */
+    co__timer timer;  /* call_later / call_at */
+    uint64_t gen;
+    co_loop *loop;
+    uint8_t state;
+    uint8_t hkind;
+    bool cancelled;   /* cancelled while CO__H_READY: skipped when popped */
+    union {
+        co_cb call;
+        co_done_cb done;
+    } fn;
+    void *arg;
+    co_task *task;    /* CO__HK_DONE: the finished future (one reference held) */
+    struct co__handle *free_next;
+} co__handle;
+
+/* ---- tasks -------------------------------------------------------------------------- */
+enum {
+    CO__T_FUTURE = 1u << 0,     /* a plain future: no function, no stack */
+    CO__T_INREADY = 1u << 1,    /* in the ready queue */
+    CO__T_SUSPENDED = 1u << 2,  /* parked in co__suspend, not in the ready queue */
+    CO__T_CANCEL = 1u << 3,     /* cancel requested (sticky) */
+    CO__T_FAILSET = 1u << 4,    /* co_fail was called */
+    CO__T_RETRIEVED = 1u << 5,  /* the outcome was read */
+    CO__T_MAIN = 1u << 6,       /* co_run's main task */
+};
+
+struct co_task {
+    co__fiber fiber;      /* first: the switch saves into it */
+    co_loop *loop;        /* NULL once the loop was freed under a leaked handle */
+    co__run run;          /* ready-queue entry */
+    uint32_t refs;        /* handles + 1 while unfinished (running tasks) + callbacks */
+    uint32_t flags;       /* CO__T_* */
+    uint8_t state;        /* co_state */
+    int wake;             /* code the waker hands to the suspended task */
+    co_fn fn;
+    void *arg;
+    void *value;          /* CO_DONE: the result */
+    int err;              /* CO_FAILED / CO_CANCELLED: the error */
+    char *msg;            /* failure or cancel message, malloc'd (NULL: none) */
+    char *name;           /* NULL: "Task-<id>", formatted on demand */
+    uint64_t id;
+    size_t stack_size;    /* requested; 0: the loop's default */
+    co__stack *stack;     /* bound at first run, released when finished */
+    co__timer timer;      /* co_sleep */
+    co__list done;        /* co__waiter: callbacks and joiners, in order */
+    co__list all;         /* loop->all: every task struct not yet freed */
+};
+
+/* ---- the loop ------------------------------------------------------------------------ */
+struct co_loop {
+    co__fiber main;           /* the thread's own stack, where run_* was called */
+    co_task *cur;             /* the task running, NULL on the loop's own stack */
+    co__run *rq_head, *rq_tail;
+    size_t nready;
+    size_t budget;            /* entries this turn may still run (see loop.c) */
+    co_task *zombie;          /* finished task whose stack is released after the switch */
+    int64_t now;              /* cached clock, ns */
+    int64_t step_start;       /* debug: when the current step began */
+    co__heap timers;
+    co__poll poll;
+    int wakefd;               /* eventfd: wake-ups from other threads and signals */
+    atomic_bool wake_pending; /* any thread: a write to wakefd is outstanding */
+    atomic_int sigint;        /* any thread / signal: SIGINTs not yet handled */
+    size_t io_waiters;        /* fds a task waits on (virtual clock: do not jump) */
+    co__list all;             /* every task struct of this loop */
+    size_t ntasks_live;       /* unfinished tasks (not futures) */
+    co_task *stop_when;       /* run_until_complete: stop when it finishes */
+    co_task *main_task;       /* co_run's: SIGINT cancels it */
+    bool running, stopping, closed, closing;
+    bool virtual_clock, debug;
+    int64_t slow_ns;
+    size_t default_stack;
+    pthread_t owner;          /* the thread that may use the loop */
+    co__stack_pool stacks;
+    co_task *task_cache;      /* freed task structs, linked through ->arg */
+    size_t ntask_cache;
+    co__handle *handle_free;
+    void **handle_chunks;     /* chunks of handles, freed with the loop */
+    size_t nchunks, chunk_cap;
+    void *altstack;
+    void (*report)(co_loop *, const char *, void *);
+    void *report_arg;
+};
+
+/* ---- cross-file contracts ---------------------------------------------------------- */
+extern _Thread_local co_loop *co__tls_loop;
+
+/* Reports a problem through the loop's report hook (or stderr). */
+void co__report(co_loop *L, const char *fmt, ...) CO_PRINTF(2, 3);
+/* Is the caller on the loop's thread? */
+static inline bool co__on_loop_thread(const co_loop *L) {
+    return pthread_equal(L->owner, pthread_self());
+}
+int co__wrongloop(const co_loop *L, const char *what);
+
+/* Ready queue. */
+static inline void co__rq_push(co_loop *L, co__run *r) {
+    r->next = NULL;
+    if (L->rq_tail) L->rq_tail->next = r;
+    else L->rq_head = r;
+    L->rq_tail = r;
+    L->nready++;
+}
+static inline co__run *co__rq_pop(co_loop *L) {
+    co__run *r = L->rq_head;
+    if (!r) return NULL;
+    L->rq_head = r->next;
+    if (!L->rq_head) L->rq_tail = NULL;
+    L->nready--;
+    return r;
+}
+
+/* Makes a suspended (or not yet started) task ready with wake code `code`.
+ * A task already in the ready queue keeps its first code. */
+static inline void co__wake(co_task *t, int code) {
+    if (t->flags & CO__T_INREADY) return;
+    t->flags = (t->flags | CO__T_INREADY) & ~(uint32_t)CO__T_SUSPENDED;
+    t->wake = code;
+    co__rq_push(t->loop, &t->run);
+}
+
+/* Parks the running task until someone co__wake()s it; returns the wake
+ * code. The caller registered itself with the waker first and must undo
+ * that registration if the code says it was woken for another reason. */
+int co__suspend(co_task *t);
+/* 0, or -ECANCELED if the running task has a cancel request, or
+ * -CO_ENOTASK outside tasks. Call before registering a wait. */
+int co__can_suspend(co_task **out);
+
+/* Switch out of the running task (loop.c). */
+void co__switch_out(co_loop *L, co_task *cur, bool exits);
+/* Run a popped handle (handle.c). */
+void co__handle_run(co_loop *L, co__handle *h);
+co__handle *co__handle_alloc(co_loop *L);
+void co__handle_free(co_loop *L, co__handle *h);
+void co__handles_fini(co_loop *L);
+/* A timer fired (timer.c): wake its task or queue its handle. */
+void co__timer_fire(co_loop *L, co__timer *t);
+
+/* Tasks (task.c). */
+int co__task_start(co_task *t);        /* binds a stack; on -ENOMEM the task has failed */
+int co__task_outcome(co_task *t, void **value); /* 0 / err / -ECANCELED; marks retrieved */
+void co__task_finish(co_task *t);      /* state set by caller; fires the done list */
+void co__task_free(co_task *t);
+void co__reap(co_loop *L);             /* release the zombie's stack */
+const char *co__task_name_buf(const co_task *t, char *buf, size_t n); /* no allocation */
+co_task *co__task_alloc(co_loop *L);
+void co__fire_done(co_task *t);
+void co__set_msg(co_task *t, const char *msg);
+
+/* Clock (loop.c). */
+int64_t co__clock_ns(void);
+void co__loop_update_time(co_loop *L);
+void co__loop_wakeup(co_loop *L);      /* any thread */
+co_loop *co__loop_get(int *err);       /* this thread's loop, checked */
+
+#endif

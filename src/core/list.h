@@ -1,0 +1,60 @@
+/* list.h — the intrusive containers every layer shares.
+ *
+ * co__list: a circular doubly-linked list with a sentinel head. A node that
+ * is in no list points to itself (co__list_init), so "is it linked?" is one
+ * compare and unlinking twice is harmless. Nothing here allocates.
+ */
+#ifndef CO_CORE_LIST_H
+#define CO_CORE_LIST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define co__container_of(ptr, type, member) \
+    ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+
+#if defined(__GNUC__)
+#define co__likely(x) __builtin_expect(!!(x), 1)
+#define co__unlikely(x) __builtin_expect(!!(x), 0)
+#else
+#define co__likely(x) (x)
+#define co__unlikely(x) (x)
+#endif
+
+typedef struct co__list {
+    struct co__list *next, *prev;
+} co__list;
+
+static inline void co__list_init(co__list *l) { l->next = l->prev = l; }
+static inline bool co__list_empty(const co__list *l) { return l->next == l; }
+/* For a node: is it in a list? (nodes are co__list_init'ed when unlinked) */
+static inline bool co__list_linked(const co__list *n) { return n->next != n; }
+
+static inline void co__list_insert_before(co__list *pos, co__list *n) {
+    n->prev = pos->prev;
+    n->next = pos;
+    pos->prev->next = n;
+    pos->prev = n;
+}
+static inline void co__list_append(co__list *head, co__list *n) { co__list_insert_before(head, n); }
+static inline void co__list_prepend(co__list *head, co__list *n) { co__list_insert_before(head->next, n); }
+
+static inline void co__list_remove(co__list *n) {
+    n->prev->next = n->next;
+    n->next->prev = n->prev;
+    n->next = n->prev = n;
+}
+
+static inline co__list *co__list_pop_front(co__list *head) {
+    co__list *n = head->next;
+    if (n == head) return NULL;
+    co__list_remove(n);
+    return n;
+}
+
+#define co__list_for_each(it, head) for (co__list *it = (head)->next; it != (head); it = it->next)
+/* Safe against removal of the current node. */
+#define co__list_for_each_safe(it, tmp, head) \
+    for (co__list *it = (head)->next, *tmp = it->next; it != (head); it = tmp, tmp = it->next)
+
+#endif

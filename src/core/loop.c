@@ -1,0 +1,465 @@
+/* loop.c — the event loop: ready queue dispatch, switching between tasks,
+ * clock and virtual clock, polling, timers firing, run / stop / close.
+ *
+ * Runs on the loop's thread only, except co__loop_wakeup (any thread,
+ * async-signal-safe).
+ *
+ * Scheduling. A turn of the loop dispatches ready entries in FIFO order,
+ * then polls (without blocking if anything is ready), then fires expired
+ * timers into the ready queue. A turn runs at least the entries that were
+ * ready when it began (asyncio's rule) and at least CO__BUDGET of them, so
+ * a pair of tasks yielding to each other does not pay a poll per switch;
+ * I/O and timers still get their turn every CO__BUDGET entries. A task
+ * that suspends hands control straight to the next ready task when there
+ * is one and the turn has budget left; only otherwise does it switch back
+ * to the loop's own stack. A finished task cannot release the stack it is
+ * running on: it leaves itself in L->zombie and whoever runs next reaps it.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define CO__BUDGET 256
+#define CO__AUTOJUMP_NS (10 * 1000 * 1000) /* virtual clock: real wait for I/O before jumping */
+
+_Thread_local co_loop *co__tls_loop;      /* this thread's current loop */
+static _Thread_local co_loop *co__tls_running; /* the loop running on this thread */
+
+/* ---- reporting ------------------------------------------------------------------ */
+
+void co__report(co_loop *L, const char *fmt, ...) {
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (L && L->report) L->report(L, buf, L->report_arg);
+    else fprintf(stderr, "corio: %s\n", buf);
+}
+
+int co__wrongloop(const co_loop *L, const char *what) {
+    co_loop *mine = co__tls_loop;
+    co__report(mine, "%s: object of loop %p used from %s (thread's loop: %p)", what,
+               (const void *)L, co__on_loop_thread(L) ? "a task of another loop" : "another thread",
+               (void *)mine);
+    return -CO_EWRONGLOOP;
+}
+
+/* ---- clock ---------------------------------------------------------------------- */
+
+int64_t co__clock_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+void co__loop_update_time(co_loop *L) {
+    if (!L->virtual_clock) L->now = co__clock_ns();
+}
+
+int64_t co_now(void) {
+    co_loop *L = co__tls_loop;
+    return L ? L->now : 0;
+}
+
+double co_time(void) { return (double)co_now() * 1e-9; }
+
+/* ---- stack overflow hook (async-signal context) ------------------------------ */
+
+static const co__stack *co__running_stack(char *name, size_t n) {
+    co_loop *L = co__tls_running;
+    if (!L || !L->cur) return NULL;
+    co__task_name_buf(L->cur, name, n);
+    return L->cur->stack;
+}
+
+/* ---- loops ------------------------------------------------------------------------ */
+
+static bool co__env_true(const char *name) {
+    const char *v = getenv(name);
+    return v && *v && strcmp(v, "0") != 0;
+}
+
+co_loop *co_loop_new(const co_loop_opts *opts) {
+    co_loop_opts o;
+    memset(&o, 0, sizeof o);
+    if (opts) o = *opts;
+    co_loop *L = calloc(1, sizeof *L);
+    if (!L) return NULL;
+    L->owner = pthread_self();
+    L->wakefd = -1;
+    L->poll.fd = -1;
+    int rc = co__poll_open(&L->poll);
+    if (rc < 0) goto fail;
+    L->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (L->wakefd < 0) {
+        rc = -errno;
+        goto fail;
+    }
+    rc = co__poll_add(&L->poll, L->wakefd, CO__POLL_IN, NULL);
+    if (rc < 0) goto fail;
+    co__heap_init(&L->timers);
+    co__list_init(&L->all);
+    co__stack_pool_init(&L->stacks);
+    L->virtual_clock = o.virtual_clock || co__env_true("CORIO_VIRTUAL_CLOCK");
+    L->debug = o.debug || co__env_true("CORIO_DEBUG");
+    L->slow_ns = o.slow_step > 0 ? (int64_t)(o.slow_step * 1e9) : 100 * 1000 * 1000;
+    L->default_stack = co__stack_round(o.stack_size);
+    L->report = o.report;
+    L->report_arg = o.report_arg;
+    L->now = L->virtual_clock ? 0 : co__clock_ns();
+    co__stack_handler_install(co__running_stack);
+    L->altstack = co__altstack_ensure();
+    if (!co__tls_loop) co__tls_loop = L;
+    return L;
+fail:
+    if (L->wakefd >= 0) close(L->wakefd);
+    co__poll_close(&L->poll);
+    free(L);
+    errno = -rc;
+    return NULL;
+}
+
+co_loop *co_loop_current(void) { return co__tls_loop; }
+void co_loop_set_current(co_loop *L) { co__tls_loop = L; }
+
+co_loop *co__loop_get(int *err) {
+    co_loop *L = co__tls_loop;
+    if (!L) {
+        *err = -CO_ENOLOOP;
+        return NULL;
+    }
+    if (L->closed) {
+        *err = -CO_ECLOSED;
+        return NULL;
+    }
+    return L;
+}
+
+void co__loop_wakeup(co_loop *L) {
+    if (!atomic_exchange(&L->wake_pending, true)) {
+        uint64_t one = 1;
+        ssize_t n = write(L->wakefd, &one, sizeof one);
+        (void)n; /* EAGAIN: the counter is saturated, a wake-up is pending anyway */
+    }
+}
+
+size_t co_all_tasks(co_loop *L, co_task **out, size_t cap) {
+    size_t n = 0;
+    if (!L) return 0;
+    co__list_for_each(it, &L->all) {
+        co_task *t = co__container_of(it, co_task, all);
+        if ((t->flags & CO__T_FUTURE) || co_task_done(t)) continue;
+        if (n < cap) out[n] = t;
+        n++;
+    }
+    return n;
+}
+
+/* ---- switching ---------------------------------------------------------------- */
+
+static void co__slow_step(co_loop *L, const char *what, const char *name) {
+    int64_t dt = co__clock_ns() - L->step_start;
+    if (dt > L->slow_ns)
+        co__report(L, "%s \"%s\" held the loop for %.1f ms (slow_step %.1f ms): other tasks "
+                      "could not run; move CPU-bound or blocking work to a thread",
+                   what, name, (double)dt / 1e6, (double)L->slow_ns / 1e6);
+}
+
+void co__switch_out(co_loop *L, co_task *cur, bool exits) {
+    if (co__unlikely(!co__stack_canary_ok(cur->stack))) {
+        char name[128];
+        co__stack_overflow(cur->stack, co__task_name_buf(cur, name, sizeof name),
+                           "canary smashed (unguarded stack)");
+    }
+    if (!exits) cur->state = CO_PENDING;
+    co__run *r = L->rq_head;
+    if (r && r->kind == CO__RUN_TASK && L->budget && !L->debug && !L->stopping) {
+        co_task *next = co__container_of(r, co_task, run);
+        co__rq_pop(L);
+        L->budget--;
+        next->flags &= ~(uint32_t)CO__T_INREADY;
+        if (next == cur) { /* co_yield with nobody else ready */
+            cur->state = CO_RUNNING;
+            return;
+        }
+        if (next->stack || co__task_start(next) == 0) {
+            L->cur = next;
+            next->state = CO_RUNNING;
+            co__fiber_switch(&cur->fiber, &next->fiber, exits);
+            co__reap(L);
+            return;
+        }
+        /* next could not get a stack and has failed; go through the loop */
+    }
+    L->cur = NULL;
+    co__fiber_switch(&cur->fiber, &L->main, exits);
+    co__reap(L);
+}
+
+/* From the loop's own stack into task t; returns when control is back. */
+static void co__enter(co_loop *L, co_task *t) {
+    if (!t->stack && co__task_start(t) < 0) return;
+    L->cur = t;
+    t->state = CO_RUNNING;
+    if (L->debug) {
+        L->step_start = co__clock_ns();
+        co__fiber_switch(&L->main, &t->fiber, false);
+        char name[128];
+        co__slow_step(L, "task", co__task_name_buf(t, name, sizeof name));
+    } else {
+        co__fiber_switch(&L->main, &t->fiber, false);
+    }
+    L->cur = NULL;
+    co__reap(L);
+}
+
+/* ---- one turn ---------------------------------------------------------------------- */
+
+static void co__dispatch(co_loop *L) {
+    size_t n = L->nready;
+    L->budget = n > CO__BUDGET ? n : CO__BUDGET;
+    while (L->budget && L->rq_head && !L->stopping) {
+        co__run *r = co__rq_pop(L);
+        L->budget--;
+        if (r->kind == CO__RUN_TASK) {
+            co_task *t = co__container_of(r, co_task, run);
+            t->flags &= ~(uint32_t)CO__T_INREADY;
+            co__enter(L, t);
+        } else {
+            co__handle *h = co__container_of(r, co__handle, run);
+            if (L->debug && !h->cancelled) {
+                L->step_start = co__clock_ns();
+                co__handle_run(L, h);
+                co__slow_step(L, "callback", "call_soon/call_later/done callback");
+            } else {
+                co__handle_run(L, h);
+            }
+        }
+    }
+    L->budget = 0;
+}
+
+static void co__handle_signals(co_loop *L) {
+    if (atomic_exchange(&L->sigint, 0) && L->main_task && !co_task_done(L->main_task))
+        co_cancel(L->main_task, "interrupted by SIGINT");
+}
+
+static void co__poll_once(co_loop *L, int64_t timeout) {
+    co__pevent ev[64];
+    int n = co__poll_wait(&L->poll, timeout, ev, 64);
+    for (int i = 0; i < n; i++) {
+        if (ev[i].data == NULL) { /* the wake-up eventfd */
+            uint64_t v;
+            ssize_t r = read(L->wakefd, &v, sizeof v);
+            (void)r;
+            atomic_store(&L->wake_pending, false);
+        }
+        /* fd waiters arrive with the I/O layer */
+    }
+}
+
+static void co__fire_timers(co_loop *L) {
+    while (L->timers.n && co__heap_min_deadline(&L->timers) <= L->now)
+        co__timer_fire(L, co__heap_pop(&L->timers));
+}
+
+static void co__turn(co_loop *L) {
+    co__dispatch(L);
+
+    bool ready = L->rq_head != NULL || L->stopping;
+    int64_t timeout;
+    if (ready) {
+        timeout = 0;
+    } else if (L->timers.n) {
+        int64_t d = co__heap_min_deadline(&L->timers);
+        if (L->virtual_clock) timeout = L->io_waiters ? CO__AUTOJUMP_NS : 0;
+        else timeout = d > L->now ? d - co__clock_ns() : 0;
+        if (timeout < 0) timeout = 0;
+    } else {
+        timeout = -1;
+    }
+    /* Looking for I/O costs a system call: skip it when work is ready and
+     * nothing but the wake-up fd is registered and no wake-up is pending. */
+    if (timeout != 0 || L->io_waiters || atomic_load_explicit(&L->wake_pending, memory_order_relaxed))
+        co__poll_once(L, timeout);
+    if (atomic_load_explicit(&L->sigint, memory_order_relaxed)) co__handle_signals(L);
+
+    co__loop_update_time(L);
+    if (L->virtual_clock && !L->rq_head && L->timers.n) {
+        int64_t d = co__heap_min_deadline(&L->timers);
+        if (d > L->now) L->now = d; /* nothing can run before it: jump */
+    }
+    co__fire_timers(L);
+}
+
+/* ---- run / stop / close -------------------------------------------------------------- */
+
+static int co__check_runnable(co_loop *L) {
+    if (!co__on_loop_thread(L)) return co__wrongloop(L, "co_loop_run");
+    if (L->closed) return -CO_ECLOSED;
+    if (L->running || co__tls_running) return -CO_ERUNNING;
+    return 0;
+}
+
+static void co__run_loop(co_loop *L, bool until_stop) {
+    co_loop *prev_cur = co__tls_loop;
+    co__tls_loop = L;
+    co__tls_running = L;
+    L->running = true;
+    co__fiber_init_thread(&L->main);
+    co__loop_update_time(L);
+    do {
+        co__turn(L);
+    } while (!L->stopping && until_stop);
+    L->stopping = false;
+    L->running = false;
+    co__tls_running = NULL;
+    co__tls_loop = prev_cur ? prev_cur : L;
+}
+
+int co_loop_run_forever(co_loop *L) {
+    int rc = co__check_runnable(L);
+    if (rc) return rc;
+    co__run_loop(L, true);
+    return 0;
+}
+
+void co_loop_stop(co_loop *L) {
+    if (L) L->stopping = true;
+}
+
+int co_loop_run_until_complete(co_loop *L, co_task *t, void **value) {
+    if (!t) return -EINVAL;
+    int rc = co__check_runnable(L);
+    if (rc) return rc;
+    if (t->loop != L) return co__wrongloop(t->loop, "co_loop_run_until_complete");
+    if (!co_task_done(t)) {
+        co_task_retain(t);
+        L->stop_when = t;
+        L->stopping = false;
+        co__run_loop(L, true);
+        L->stop_when = NULL;
+        if (!co_task_done(t)) {
+            co_task_release(t);
+            return -EINTR; /* co_loop_stop came first */
+        }
+        rc = co__task_outcome(t, value);
+        co_task_release(t);
+        return rc;
+    }
+    return co__task_outcome(t, value);
+}
+
+/* Could a turn of the loop make progress on its unfinished tasks? */
+static bool co__can_progress(co_loop *L) {
+    if (L->rq_head || L->io_waiters) return true;
+    for (uint32_t i = 0; i < L->timers.n; i++)
+        if (L->timers.a[i].t->kind == CO__TM_TASK) return true;
+    return false;
+}
+
+static void co__drop_pending(co_loop *L) {
+    co__run *r;
+    while ((r = co__rq_pop(L))) {
+        if (r->kind == CO__RUN_TASK) {
+            co__container_of(r, co_task, run)->flags &= ~(uint32_t)CO__T_INREADY;
+            continue;
+        }
+        co__handle *h = co__container_of(r, co__handle, run);
+        if (h->hkind == CO__HK_DONE && h->task) co_task_release(h->task);
+        co__handle_free(L, h);
+    }
+    co__timer *t;
+    while ((t = co__heap_pop(&L->timers)))
+        if (t->kind == CO__TM_HANDLE) co__handle_free(L, co__container_of(t, co__handle, timer));
+}
+
+int co_loop_close(co_loop *L) {
+    if (!L) return -EINVAL;
+    if (!co__on_loop_thread(L)) return co__wrongloop(L, "co_loop_close");
+    if (L->running) return -CO_ERUNNING;
+    if (L->closed) return 0;
+    L->closing = true;
+    co__list_for_each(it, &L->all) {
+        co_task *t = co__container_of(it, co_task, all);
+        if (!(t->flags & CO__T_FUTURE) && !co_task_done(t)) co_cancel(t, "event loop closing");
+    }
+    co_loop *prev_cur = co__tls_loop;
+    co__tls_loop = L;
+    co__tls_running = L;
+    L->running = true;
+    co__fiber_init_thread(&L->main);
+    while (L->ntasks_live && co__can_progress(L)) co__turn(L);
+    L->running = false;
+    co__tls_running = NULL;
+    co__tls_loop = prev_cur;
+    int rc = 0;
+    co__list_for_each(it, &L->all) {
+        co_task *t = co__container_of(it, co_task, all);
+        if ((t->flags & CO__T_FUTURE) || co_task_done(t)) continue;
+        char name[128];
+        co__report(L, "task \"%s\" would not finish after being cancelled at loop close",
+                   co__task_name_buf(t, name, sizeof name));
+        rc = -EBUSY;
+    }
+    co__drop_pending(L);
+    L->closed = true;
+    return rc;
+}
+
+int co_loop_free(co_loop *L) {
+    if (!L) return 0;
+    if (L->running) return -CO_ERUNNING;
+    int rc = L->closed ? 0 : co_loop_close(L);
+    if (rc == -CO_EWRONGLOOP) return rc;
+    /* Tasks that would not finish: drop their stacks and self-references.
+     * Handles the user still holds outlive the loop as orphans (loop NULL),
+     * freed by their last co_task_release. */
+    co__list_for_each_safe(it, tmp, &L->all) {
+        co_task *t = co__container_of(it, co_task, all);
+        co__list_remove(&t->all);
+        co__heap_remove(&L->timers, &t->timer);
+        /* done-list entries live in the loop's memory or on dead stacks */
+        while (!co__list_empty(&t->done)) {
+            co__waiter *w = co__container_of(co__list_pop_front(&t->done), co__waiter, link);
+            if (w->kind == CO__W_HANDLE) t->refs--;
+        }
+        bool stuck = !(t->flags & CO__T_FUTURE) && !co_task_done(t);
+        if (t->stack) {
+            co__fiber_destroy(&t->fiber);
+            co__stack_put(&L->stacks, t->stack);
+            t->stack = NULL;
+        }
+        t->loop = NULL;
+        if (stuck) {
+            t->state = CO_CANCELLED;
+            t->err = -ECANCELED;
+            t->refs--; /* its running self-reference */
+        }
+        if (t->refs == 0) co__task_free(t);
+    }
+    while (L->task_cache) {
+        co_task *t = L->task_cache;
+        L->task_cache = (co_task *)t->arg;
+        free(t);
+    }
+    co__handles_fini(L);
+    co__heap_fini(&L->timers);
+    co__stack_pool_fini(&L->stacks);
+    co__poll_close(&L->poll);
+    if (L->wakefd >= 0) close(L->wakefd);
+    co__altstack_release(L->altstack);
+    if (co__tls_loop == L) co__tls_loop = NULL;
+    free(L);
+    return rc;
+}

@@ -1,0 +1,94 @@
+/* run.c — co_run, asyncio.run for C: a loop, a main task, SIGINT handling.
+ *
+ * While co_run runs, SIGINT belongs to it: the first one cancels the main
+ * task (through the loop's wake-up fd, since a signal handler may not touch
+ * the loop); a second one restores the previous disposition and re-raises,
+ * ending the process at once. The previous handler is restored on return.
+ * Only one co_run at a time per process owns SIGINT; nested or concurrent
+ * ones (other threads) run without it.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+static _Atomic(co_loop *) g_sigint_loop;
+static struct sigaction g_old_sigint;
+static atomic_int g_sigints; /* SIGINTs received by the co_run that owns SIGINT */
+
+static void co__on_sigint(int sig) {
+    co_loop *L = atomic_load(&g_sigint_loop);
+    if (!L || atomic_fetch_add(&g_sigints, 1) > 0) {
+        /* second Ctrl-C: leave now */
+        sigaction(SIGINT, &g_old_sigint, NULL);
+        if (g_old_sigint.sa_handler == SIG_IGN) signal(SIGINT, SIG_DFL);
+        raise(sig);
+        return;
+    }
+    atomic_fetch_add(&L->sigint, 1);
+    co__loop_wakeup(L);
+}
+
+int co_run(co_fn main, void *arg, void **result) {
+    if (!main) return 1;
+    co_loop *prev = co_loop_current();
+    co_loop *L = co_loop_new(NULL);
+    if (!L) {
+        fprintf(stderr, "corio: co_run: cannot create a loop: %s\n", strerror(errno));
+        return 1;
+    }
+    co_loop_set_current(L);
+    co_task_opts o = {.name = "main"};
+    co_task *t = co_spawn_opts(main, arg, &o);
+    if (!t) {
+        fprintf(stderr, "corio: co_run: cannot spawn the main task: %s\n", co_strerror(-errno));
+        co_loop_free(L);
+        co_loop_set_current(prev);
+        return 1;
+    }
+    t->flags |= CO__T_MAIN;
+    L->main_task = t;
+
+    co_loop *expected = NULL;
+    bool own_sigint = atomic_compare_exchange_strong(&g_sigint_loop, &expected, L);
+    if (own_sigint) {
+        atomic_store(&g_sigints, 0);
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = co__on_sigint;
+        sigemptyset(&sa.sa_mask);
+        sa.sa_flags = SA_RESTART;
+        sigaction(SIGINT, &sa, &g_old_sigint);
+    }
+
+    void *value = NULL;
+    int rc = co_loop_run_until_complete(L, t, &value);
+    int status;
+    if (rc == 0) {
+        status = 0;
+        if (result) *result = value;
+    } else if (rc == -ECANCELED) {
+        status = own_sigint && atomic_load(&g_sigints) ? 130 : 1;
+        if (status != 130)
+            fprintf(stderr, "corio: main task cancelled%s%s\n", t->msg ? ": " : "",
+                    t->msg ? t->msg : "");
+    } else {
+        status = 1;
+        fprintf(stderr, "corio: main task failed: %s (%s)\n", t->msg ? t->msg : co_strerror(rc),
+                co_err_name(rc));
+    }
+    L->main_task = NULL;
+    co_task_release(t);
+    co_loop_close(L);
+    if (own_sigint) {
+        sigaction(SIGINT, &g_old_sigint, NULL);
+        atomic_store(&g_sigint_loop, NULL);
+    }
+    co_loop_free(L);
+    co_loop_set_current(prev);
+    return status;
+}

@@ -1,0 +1,104 @@
+/* timer.c — the timer heap: a 4-ary min-heap in one array, ordered by
+ * (deadline, seq). Keys sit in the array next to the node pointer so a
+ * sift touches only the array; each node knows its slot (idx), so removal
+ * is O(log n). seq grows with every add, which makes equal deadlines fire
+ * in the order they were armed. The array grows by doubling (amortised;
+ * it never shrinks below its peak while the loop lives). */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "internal.h"
+
+#define D 4
+
+static inline bool co__less(const co__heap_ent *a, const co__heap_ent *b) {
+    return a->deadline < b->deadline || (a->deadline == b->deadline && a->seq < b->seq);
+}
+
+static inline void co__place(co__heap *h, uint32_t i, co__heap_ent e) {
+    h->a[i] = e;
+    e.t->idx = i;
+}
+
+static void co__sift_up(co__heap *h, uint32_t i, co__heap_ent e) {
+    while (i > 0) {
+        uint32_t parent = (i - 1) / D;
+        if (!co__less(&e, &h->a[parent])) break;
+        co__place(h, i, h->a[parent]);
+        i = parent;
+    }
+    co__place(h, i, e);
+}
+
+static void co__sift_down(co__heap *h, uint32_t i, co__heap_ent e) {
+    uint32_t n = h->n;
+    for (;;) {
+        uint32_t c = i * D + 1;
+        if (c >= n) break;
+        uint32_t best = c, end = c + D < n ? c + D : n;
+        for (uint32_t k = c + 1; k < end; k++)
+            if (co__less(&h->a[k], &h->a[best])) best = k;
+        if (!co__less(&h->a[best], &e)) break;
+        co__place(h, i, h->a[best]);
+        i = best;
+    }
+    co__place(h, i, e);
+}
+
+void co__heap_init(co__heap *h) {
+    h->a = NULL;
+    h->n = h->cap = 0;
+    h->seq = 0;
+}
+
+void co__heap_fini(co__heap *h) {
+    for (uint32_t i = 0; i < h->n; i++) h->a[i].t->idx = CO__TIMER_IDLE;
+    free(h->a);
+    co__heap_init(h);
+}
+
+int co__heap_add(co__heap *h, co__timer *t, int64_t deadline) {
+    if (t->idx != CO__TIMER_IDLE) co__heap_remove(h, t);
+    if (co__unlikely(h->n == h->cap)) {
+        uint32_t cap = h->cap ? h->cap * 2 : 64;
+        co__heap_ent *a = realloc(h->a, (size_t)cap * sizeof *a);
+        if (!a) return -ENOMEM;
+        h->a = a;
+        h->cap = cap;
+    }
+    t->deadline = deadline;
+    co__heap_ent e = {deadline, h->seq++, t};
+    co__sift_up(h, h->n++, e);
+    return 0;
+}
+
+bool co__heap_remove(co__heap *h, co__timer *t) {
+    uint32_t i = t->idx;
+    if (i == CO__TIMER_IDLE) return false;
+    t->idx = CO__TIMER_IDLE;
+    co__heap_ent last = h->a[--h->n];
+    if (i == h->n) return true;
+    if (i > 0 && co__less(&last, &h->a[(i - 1) / D])) co__sift_up(h, i, last);
+    else co__sift_down(h, i, last);
+    return true;
+}
+
+co__timer *co__heap_pop(co__heap *h) {
+    if (!h->n) return NULL;
+    co__timer *t = h->a[0].t;
+    t->idx = CO__TIMER_IDLE;
+    co__heap_ent last = h->a[--h->n];
+    if (h->n) co__sift_down(h, 0, last);
+    return t;
+}
+
+void co__timer_fire(co_loop *L, co__timer *t) {
+    if (t->kind == CO__TM_TASK) {
+        co_task *task = co__container_of(t, co_task, timer);
+        co__wake(task, 0);
+    } else {
+        co__handle *h = co__container_of(t, co__handle, timer);
+        h->state = CO__H_READY;
+        co__rq_push(L, &h->run);
+    }
+}
