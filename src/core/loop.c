@@ -286,7 +286,7 @@ static void co__turn(co_loop *L) {
         else timeout = d > L->now ? d - co__clock_ns() : 0;
         if (timeout < 0) timeout = 0;
     } else {
-        timeout = -1;
+        timeout = L->closing ? 0 : -1; /* closing: never wait for what may not come */
     }
     /* Looking for I/O costs a system call: skip it when work is ready and
      * nothing but the wake-up fd is registered and no wake-up is pending. */
