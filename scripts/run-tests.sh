@@ -4,7 +4,7 @@
 # test failed or crashed.
 total_pass=0 total_fail=0 bad=0
 for t in "$@"; do
-    out=$("$t" --jobs=2 2>&1)
+    out=$("$t" --jobs=2 --timeout=120 2>&1)
     rc=$?
     summary=$(printf '%s\n' "$out" | grep -E '^\[====\] Synthesis:' | tail -n 1)
     p=$(printf '%s' "$summary" | sed -n 's/.*Passing: \([0-9]*\).*/\1/p')

@@ -183,7 +183,7 @@ void co__switch_out(co_loop *L, co_task *cur, bool exits) {
     }
     if (!exits) cur->state = CO_PENDING;
     co__run *r = L->rq_head;
-    if (r && r->kind == CO__RUN_TASK && L->budget && !L->debug && !L->stopping) {
+    if (r && r->kind == CO__RUN_TASK && L->budget && !L->debug) {
         co_task *next = co__container_of(r, co_task, run);
         co__rq_pop(L);
         L->budget--;
@@ -228,7 +228,7 @@ static void co__enter(co_loop *L, co_task *t) {
 static void co__dispatch(co_loop *L) {
     size_t n = L->nready;
     L->budget = n > CO__BUDGET ? n : CO__BUDGET;
-    while (L->budget && L->rq_head && !L->stopping) {
+    while (L->budget && L->rq_head) {
         co__run *r = co__rq_pop(L);
         L->budget--;
         if (r->kind == CO__RUN_TASK) {
@@ -295,7 +295,7 @@ static void co__turn(co_loop *L) {
     if (atomic_load_explicit(&L->sigint, memory_order_relaxed)) co__handle_signals(L);
 
     co__loop_update_time(L);
-    if (L->virtual_clock && !L->rq_head && L->timers.n) {
+    if (L->virtual_clock && !L->rq_head && !L->stopping && L->timers.n) {
         int64_t d = co__heap_min_deadline(&L->timers);
         if (d > L->now) L->now = d; /* nothing can run before it: jump */
     }
