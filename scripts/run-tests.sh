@@ -11,6 +11,11 @@ for t in "$@"; do
     f=$(printf '%s' "$summary" | sed -n 's/.*Failing: \([0-9]*\).*/\1/p')
     c=$(printf '%s' "$summary" | sed -n 's/.*Crashing: \([0-9]*\).*/\1/p')
     p=${p:-0} f=${f:-0} c=${c:-0}
+    # Sanitizer reports do not always change a Criterion test's verdict
+    # (LeakSanitizer runs as the test process exits): count them as failures.
+    if printf '%s\n' "$out" | grep -qE 'ERROR: (Address|Leak|Thread)Sanitizer|WARNING: ThreadSanitizer|runtime error:'; then
+        rc=1
+    fi
     if [ $rc -ne 0 ] || [ -z "$summary" ]; then
         printf '%s\n' "$out"
         [ "$f" = 0 ] && [ "$c" = 0 ] && f=1

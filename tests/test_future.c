@@ -80,7 +80,8 @@ Test(future, callbacks_and_waiters_run_in_registration_order) {
     co_future *f = co_future_new();
     cr_assert_eq(co_on_done(f, record_cb, (void *)1), 0);
     co_task *w = co_spawn(waiter_logs, f);
-    co_task *step = co_spawn(await_future, co_future_new()); /* never completes: cancelled below */
+    co_future *never = co_future_new();
+    co_task *step = co_spawn(await_future, never); /* never completes: cancelled below */
     co_loop_stop(L);
     co_loop_run_forever(L); /* one turn: the waiter registers */
     cr_assert_eq(co_on_done(f, record_cb, (void *)2), 0);
@@ -102,6 +103,7 @@ Test(future, callbacks_and_waiters_run_in_registration_order) {
     co_cancel(step, NULL);
     co_task_release(w);
     co_task_release(step);
+    co_task_release(never);
     co_task_release(f);
     tu_close(L);
 }

@@ -32,7 +32,7 @@ co_future *co_future_new(void) {
     f->flags = CO__T_FUTURE;
     f->refs = 1;
     f->name = NULL;
-    f->id = 0;
+    f->id = co__next_id();
     return f;
 }
 

@@ -121,6 +121,7 @@ int co_call_later(double delay, co_cb fn, void *arg, co_handle *h) {
     if (co__when_ns(delay, &d) < 0) return -EINVAL;
     co_loop *L = co__tls_loop;
     if (!L) return -CO_ENOLOOP;
+    co__loop_update_time(L); /* "at least delay from now", not from the turn's start */
     return co__call(L->now + (d > 0 ? d : 0), true, fn, arg, h);
 }
 

@@ -236,6 +236,7 @@ void co__task_free(co_task *t);
 void co__reap(co_loop *L);             /* release the zombie's stack */
 const char *co__task_name_buf(const co_task *t, char *buf, size_t n); /* no allocation */
 co_task *co__task_alloc(co_loop *L);
+uint64_t co__next_id(void);          /* Task-N / Future-N numbering, per process */
 void co__fire_done(co_task *t);
 void co__set_msg(co_task *t, const char *msg);
 

@@ -27,7 +27,7 @@
 static atomic_uint_fast64_t g_next_id = 1;
 static _Thread_local uint64_t tl_id_next, tl_id_end;
 
-static uint64_t co__next_id(void) {
+uint64_t co__next_id(void) {
     if (co__unlikely(tl_id_next == tl_id_end)) {
         tl_id_next = atomic_fetch_add(&g_next_id, CO__ID_BLOCK);
         tl_id_end = tl_id_next + CO__ID_BLOCK;
@@ -90,7 +90,8 @@ void co_task_release(co_task *t) {
 
 const char *co__task_name_buf(const co_task *t, char *buf, size_t n) {
     if (t->name) return t->name;
-    snprintf(buf, n, "Task-%llu", (unsigned long long)t->id);
+    snprintf(buf, n, "%s-%llu", (t->flags & CO__T_FUTURE) ? "Future" : "Task",
+             (unsigned long long)t->id);
     return buf;
 }
 
@@ -271,6 +272,7 @@ int co_sleep_ns(int64_t ns) {
         co__wake(t, 0);
         return co__suspend(t);
     }
+    co__loop_update_time(L); /* "at least ns from now", not from the turn's start */
     rc = co__heap_add(&L->timers, &t->timer, L->now + ns);
     if (rc) return rc;
     rc = co__suspend(t);
