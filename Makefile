@@ -40,6 +40,7 @@ CPPFLAGS += -Iinclude -Isrc $(CTXFLAGS)
 CFLAGS ?=
 ALLCFLAGS := -std=gnu11 $(OPT) $(WARN) -fPIC -fvisibility=hidden -MMD -MP $(SANFLAGS) $(CFLAGS)
 LDLIBS := -lpthread -lm
+LDEXE := -rdynamic   # names in corio's overflow backtraces
 
 # ---- sources -------------------------------------------------------------
 ARCH_SRC := src/arch/fiber.c src/arch/stack.c
@@ -92,11 +93,11 @@ $(LIBSO): $(LIB_OBJ)
 
 $(BUILD)/examples/%: examples/%.c $(LIBA)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(ALLCFLAGS) -o $@ $< $(LIBA) $(LDLIBS)
+	$(CC) $(CPPFLAGS) $(ALLCFLAGS) -o $@ $< $(LIBA) $(LDEXE) $(LDLIBS)
 
 $(BUILD)/tests/%: tests/%.c tests/testutil.h $(LIBA)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -Itests $(ALLCFLAGS) -o $@ $< $(LIBA) -lcriterion $(LDLIBS)
+	$(CC) $(CPPFLAGS) -Itests $(ALLCFLAGS) -o $@ $< $(LIBA) -lcriterion $(LDEXE) $(LDLIBS)
 
 $(BENCH_BIN): $(BENCH_SRC) $(LIBA)
 	@mkdir -p $(dir $@)

@@ -208,8 +208,13 @@ int co__stack_get(co__stack_pool *p, size_t size, co__stack **out) {
 
 void co__stack_put(co__stack_pool *p, co__stack *s) {
 #if CO__ASAN
-    /* Frames abandoned by a finished task keep their redzones poisoned. */
-    __asan_unpoison_memory_region(s->lo, s->usable);
+    /* Frames abandoned by a finished task keep their redzones poisoned.
+     * Only the top is dirty when the task ended normally (the frames below
+     * returned and cleaned up after themselves); unpoisoning all of it would
+     * commit shadow memory for every byte of every pooled stack. */
+    char *from = s->dirty_lo && s->dirty_lo > s->lo ? s->dirty_lo : s->lo;
+    __asan_unpoison_memory_region(from, (size_t)((char *)s - from));
+    s->dirty_lo = NULL;
 #endif
     int b = co__bucket(p, s->size, false);
     if (s->guarded && (b < 0 || p->bucket[b].nfree >= p->max_free)) {
@@ -259,8 +264,8 @@ _Noreturn void co__stack_overflow(const co__stack *s, const char *name, const ch
     if (n > (int)sizeof msg - 1) n = (int)sizeof msg - 1;
     if (write(2, msg, (size_t)n) < 0) { /* nothing more we can do */
     }
-    void *frames[64];
-    int nf = backtrace(frames, 64);
+    void *frames[32];
+    int nf = backtrace(frames, 32);
     backtrace_symbols_fd(frames, nf, 2);
     signal(SIGABRT, SIG_DFL);
     abort();

@@ -38,6 +38,7 @@ typedef struct co__stack {
     uint64_t *canary;       /* word checked at switch-out (a dummy on guarded stacks) */
     void *map;              /* guarded: the mapping (guard included); slab: NULL */
     size_t map_len;
+    char *dirty_lo;         /* ASan: lowest byte abandoned frames may have poisoned (NULL: all) */
     unsigned vg_id;         /* Valgrind's id for the registered stack */
     bool guarded;
 } co__stack;

@@ -79,7 +79,8 @@ double co_time(void) { return (double)co_now() * 1e-9; }
 static const co__stack *co__running_stack(char *name, size_t n) {
     co_loop *L = co__tls_running;
     if (!L || !L->cur) return NULL;
-    co__task_name_buf(L->cur, name, n);
+    const char *nm = co__task_name_buf(L->cur, name, n);
+    if (nm != name) snprintf(name, n, "%s", nm);
     return L->cur->stack;
 }
 

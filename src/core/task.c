@@ -13,6 +13,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -180,6 +181,8 @@ static void co__task_entry(void *p) {
         t->state = CO_DONE;
     }
     co__task_finish(t);
+    /* frames from here down are abandoned (ASan must unpoison them) */
+    t->stack->dirty_lo = (char *)((uintptr_t)__builtin_frame_address(0) - 4096);
     L->zombie = t; /* its stack and self-reference go after the switch */
     co__switch_out(L, t, true);
     abort(); /* a finished task is never resumed */
