@@ -97,7 +97,7 @@ $(BUILD)/examples/%: examples/%.c $(LIBA)
 
 $(BUILD)/tests/%: tests/%.c tests/testutil.h $(LIBA)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -Itests $(ALLCFLAGS) -o $@ $< $(LIBA) -lcriterion $(LDEXE) $(LDLIBS)
+	$(CC) $(CPPFLAGS) -Itests -DCORIO_TESTS_DIR=\"$(CURDIR)/tests\" $(ALLCFLAGS) -o $@ $< $(LIBA) -lcriterion $(LDEXE) $(LDLIBS)
 
 $(BENCH_BIN): $(BENCH_SRC) $(LIBA)
 	@mkdir -p $(dir $@)
