@@ -25,8 +25,8 @@ static void *failing_main(void *arg) { return co_fail(-ENOENT, "config file %s m
 Test(run, failure_is_status_one_and_printed) {
     cr_redirect_stderr();
     cr_assert_eq(co_run(failing_main, NULL, NULL), 1);
-    fflush(stderr);
-    cr_assert_stderr_eq_str("corio: main task failed: config file /etc/x.conf missing (ENOENT)\n");
+    const char *err = tu_stderr();
+    cr_assert(strstr(err, "corio: main task failed: config file /etc/x.conf missing (ENOENT)\n"), "%s", err);
 }
 
 Test(run, null_main) { cr_assert_eq(co_run(NULL, NULL, NULL), 1); }
@@ -98,8 +98,8 @@ static void *cancelled_main(void *arg) {
 Test(run, cancelled_main_is_status_one) {
     cr_redirect_stderr();
     cr_assert_eq(co_run(cancelled_main, NULL, NULL), 1);
-    fflush(stderr);
-    cr_assert_stderr_eq_str("corio: main task cancelled: gave up\n");
+    const char *err = tu_stderr();
+    cr_assert(strstr(err, "corio: main task cancelled: gave up\n"), "%s", err);
 }
 
 static void *inner_main(void *arg) { return (void *)7; }

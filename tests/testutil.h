@@ -10,6 +10,7 @@
 
 #include <corio.h>
 #include <criterion/criterion.h>
+#include <criterion/redirect.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -54,6 +55,18 @@ static inline int tu_run(co_loop *L, co_fn fn, void *arg, void **value) {
     int rc = co_loop_run_until_complete(L, t, value);
     co_task_release(t);
     return rc;
+}
+
+/* What was written to the redirected stderr (cr_redirect_stderr() first).
+ * Tests look for their line in it rather than compare all of it: sanitizer
+ * runtimes may add notes of their own (ASan warns once about swapcontext). */
+static inline const char *tu_stderr(void) {
+    static char buf[8192];
+    fflush(stderr);
+    FILE *f = cr_get_redirected_stderr();
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = 0;
+    return buf;
 }
 
 /* An ordered trace of events, for asserting interleavings. */
