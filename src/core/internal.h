@@ -32,25 +32,28 @@ typedef struct co__run {
 /* ---- timers -----------------------------------------------------------------
  * A timer node lives inside what it wakes (a task's sleep, a handle), so
  * arming one allocates nothing. The heap (timer.c) is an array of
- * (deadline, seq, node) ordered by deadline then seq: equal deadlines fire
+ * (deadline, node) ordered by deadline then the node's seq: equal deadlines fire
  * in the order they were armed. idx is the node's slot, CO__TIMER_IDLE
  * when not armed. */
 #define CO__TIMER_IDLE UINT32_MAX
 enum { CO__TM_TASK = 1, CO__TM_HANDLE = 2 };
 typedef struct co__timer {
     int64_t deadline; /* loop clock, ns */
+    uint64_t seq;     /* arming order: breaks ties between equal deadlines */
     uint32_t idx;
     uint8_t kind;
 } co__timer;
 
+/* 16 bytes, so the four children of a slot fill one 64-byte cache line
+ * (the array is offset so that they start on a line boundary). */
 typedef struct co__heap_ent {
     int64_t deadline;
-    uint64_t seq;
     co__timer *t;
 } co__heap_ent;
 
 typedef struct co__heap {
-    co__heap_ent *a;
+    co__heap_ent *a;   /* a[0] is the minimum; a[4i+1 .. 4i+4] are i's children */
+    void *mem;         /* the allocation a points into */
     uint32_t n, cap;
     uint64_t seq;
 } co__heap;

@@ -1,18 +1,21 @@
 /* timer.c — the timer heap: a 4-ary min-heap in one array, ordered by
- * (deadline, seq). Keys sit in the array next to the node pointer so a
- * sift touches only the array; each node knows its slot (idx), so removal
- * is O(log n). seq grows with every add, which makes equal deadlines fire
- * in the order they were armed. The array grows by doubling (amortised;
- * it never shrinks below its peak while the loop lives). */
+ * (deadline, seq). The deadline sits in the array next to the node pointer
+ * so a sift reads only the array (the node's seq is read on ties only), and
+ * the four children of a slot share one cache line. Each node knows its
+ * slot (idx), so removal is O(log n). seq grows with every add, which makes
+ * equal deadlines fire in the order they were armed. The array grows by
+ * doubling (amortised; it never shrinks below its peak while the loop
+ * lives). */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "internal.h"
 
 #define D 4
 
 static inline bool co__less(const co__heap_ent *a, const co__heap_ent *b) {
-    return a->deadline < b->deadline || (a->deadline == b->deadline && a->seq < b->seq);
+    return a->deadline < b->deadline || (a->deadline == b->deadline && a->t->seq < b->t->seq);
 }
 
 static inline void co__place(co__heap *h, uint32_t i, co__heap_ent e) {
@@ -47,13 +50,14 @@ static void co__sift_down(co__heap *h, uint32_t i, co__heap_ent e) {
 
 void co__heap_init(co__heap *h) {
     h->a = NULL;
+    h->mem = NULL;
     h->n = h->cap = 0;
     h->seq = 0;
 }
 
 void co__heap_fini(co__heap *h) {
     for (uint32_t i = 0; i < h->n; i++) h->a[i].t->idx = CO__TIMER_IDLE;
-    free(h->a);
+    free(h->mem);
     co__heap_init(h);
 }
 
@@ -61,13 +65,19 @@ int co__heap_add(co__heap *h, co__timer *t, int64_t deadline) {
     if (t->idx != CO__TIMER_IDLE) co__heap_remove(h, t);
     if (co__unlikely(h->n == h->cap)) {
         uint32_t cap = h->cap ? h->cap * 2 : 64;
-        co__heap_ent *a = realloc(h->a, (size_t)cap * sizeof *a);
-        if (!a) return -ENOMEM;
+        /* 3 spare slots in front: a[1] (and so every a[4i+1]) starts a line */
+        void *mem = aligned_alloc(64, ((size_t)cap + 4) * sizeof(co__heap_ent));
+        if (!mem) return -ENOMEM;
+        co__heap_ent *a = (co__heap_ent *)mem + 3;
+        if (h->n) memcpy(a, h->a, (size_t)h->n * sizeof *a);
+        free(h->mem);
+        h->mem = mem;
         h->a = a;
         h->cap = cap;
     }
     t->deadline = deadline;
-    co__heap_ent e = {deadline, h->seq++, t};
+    t->seq = h->seq++;
+    co__heap_ent e = {deadline, t};
     co__sift_up(h, h->n++, e);
     return 0;
 }
