@@ -63,7 +63,7 @@ EX_BIN := $(addprefix $(BUILD)/examples/,$(EXAMPLES))
 TEST_BIN := $(addprefix $(BUILD)/tests/,$(TESTS))
 BENCH_BIN := $(BUILD)/bench/corio-bench
 
-.PHONY: all lib examples tests bench-bin test test-run test-examples run bench install deps clean
+.PHONY: all lib examples tests bench-bin test test-run test-examples test-aarch64 run bench install deps clean
 all: deps lib examples tests bench-bin
 lib: $(LIBA) $(LIBSO)
 examples: $(EX_BIN)
@@ -129,9 +129,28 @@ test-examples: examples
 export ASAN_OPTIONS ?= detect_leaks=1:abort_on_error=0:detect_stack_use_after_return=0
 export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
 
-test-run: tests examples
+test-run: tests examples $(BUILD)/ctx_check
 	@echo "== tests: $(BUILD) (ctx=$(CORIO_CTX)$(if $(SAN), san=$(SAN)))"
+	@CORIO_VIRTUAL_CLOCK=1 $(BUILD)/ctx_check >/dev/null
 	@CORIO_EXAMPLES_DIR=$(BUILD)/examples sh scripts/run-tests.sh $(TEST_BIN)
+
+# The AArch64 back end, cross-built and run under qemu-user: the context
+# check and the examples (their output compared with tests/expected).
+# Needs gcc-aarch64-linux-gnu and qemu-user (scripts/deps.sh --cross).
+A64 := build/aarch64
+test-aarch64:
+	@$(MAKE) --no-print-directory CC=aarch64-linux-gnu-gcc BUILD=$(A64) lib examples $(A64)/ctx_check
+	@echo "== aarch64 under qemu-user"
+	@export QEMU_LD_PREFIX=/usr/aarch64-linux-gnu CORIO_VIRTUAL_CLOCK=1; \
+	qemu-aarch64 $(A64)/ctx_check || exit 1; \
+	for e in $(EXAMPLES); do \
+	    qemu-aarch64 $(A64)/examples/$$e > $(A64)/$$e.out 2>&1 || { cat $(A64)/$$e.out; exit 1; }; \
+	    diff -u tests/expected/$$e.txt $(A64)/$$e.out || exit 1; \
+	    echo "$$e: ok"; \
+	done
+
+$(BUILD)/ctx_check: tests/ctx_check.c $(LIBA)
+	$(CC) $(CPPFLAGS) $(ALLCFLAGS) -o $@ $< $(LIBA) $(LDLIBS)
 
 # ---- showcase and benchmarks ------------------------------------------------
 RUN_EXAMPLES := seq_await create_task callback cancel

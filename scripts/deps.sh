@@ -4,7 +4,10 @@
 set -e
 need=""
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for p in gcc make libc6-dev libcriterion-dev pkg-config; do
+pkgs="gcc make libc6-dev libcriterion-dev pkg-config"
+# --cross: also what `make test-aarch64` needs (cross compiler, qemu-user)
+[ "${1:-}" = "--cross" ] && pkgs="$pkgs gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user"
+for p in $pkgs; do
     have_pkg "$p" || need="$need $p"
 done
 [ -z "$need" ] && exit 0

@@ -145,8 +145,10 @@ CO_API int co_run(co_fn main, void *arg, void **result);
 
 /* ---- clock -------------------------------------------------------------- */
 
-/* The current loop's clock in nanoseconds (monotonic, or virtual), cached
- * once per loop iteration; 0 when the thread has no loop. */
+/* The current loop's clock in nanoseconds (monotonic, or virtual); 0 when
+ * the thread has no loop. Cached: refreshed at every turn of the loop and
+ * whenever a timer is armed (so a sleep lasts at least what was asked from
+ * the moment of the call). */
 CO_API int64_t co_now(void);
 /* The same in seconds (asyncio loop.time()). */
 CO_API double co_time(void);
