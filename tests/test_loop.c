@@ -234,3 +234,20 @@ Test(loop, default_report_goes_to_stderr) {
     const char *err = tu_stderr();
     cr_assert(strstr(err, "corio: Task error was never retrieved: Future-1: disk on fire (EIO)\n"), "%s", err);
 }
+
+static void *join_orphan(void *arg) { return (void *)(intptr_t)co_join(arg, NULL); }
+
+Test(loop, orphaned_handle_in_another_loop) {
+    co_loop *L = tu_loop();
+    co_future *f = co_future_new();
+    tu_close(L);
+    co_loop *M = tu_loop();
+    void *v;
+    cr_assert_eq(tu_run(M, join_orphan, f, &v), 0);
+    cr_assert_eq((intptr_t)v, -CO_ECLOSED);
+    cr_assert_eq(co_loop_run_until_complete(M, f, NULL), -CO_ECLOSED);
+    cr_assert_eq(co_on_done(f, noop_done, NULL), -CO_ECLOSED);
+    cr_assert_eq(co_future_set_result(f, NULL), -CO_ECLOSED);
+    co_task_release(f);
+    tu_close(M);
+}

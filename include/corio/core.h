@@ -174,6 +174,7 @@ CO_API co_task *co_spawn_opts(co_fn fn, void *arg, const co_task_opts *opts);
  *   -EDEADLK      t is the calling task
  *   -CO_ENOTASK   not called from a task (use co_loop_run_until_complete)
  *   -CO_EWRONGLOOP t belongs to another loop
+ *   -CO_ECLOSED   t outlived its loop (freed) without finishing
  * Reading the outcome marks the error as retrieved. */
 CO_API int co_join(co_task *t, void **value);
 
@@ -239,7 +240,8 @@ CO_API co_future *co_future_new(void);
  * and waiters are scheduled. 0, or:
  *   -CO_EINVALSTATE f is already finished
  *   -EINVAL         f is a task (tasks finish by returning), or err >= 0
- *   -CO_EWRONGLOOP  called from another thread */
+ *   -CO_EWRONGLOOP  called from another thread
+ *   -CO_ECLOSED     f's loop was freed */
 CO_API int co_future_set_result(co_future *f, void *value);
 CO_API int co_future_set_error(co_future *f, int err, const char *fmt, ...) CO_PRINTF(3, 4);
 /* Is t finished (done, failed or cancelled)? */
@@ -250,7 +252,7 @@ CO_API bool co_task_done(const co_task *t);
 /* add_done_callback + functools.partial: cb(t, arg) is scheduled through the
  * loop when t finishes (at once if it already has), in registration order,
  * each holding a reference to t until it has run. 0, or -ENOMEM,
- * -CO_EWRONGLOOP. */
+ * -CO_EWRONGLOOP, -CO_ECLOSED (t's loop was freed), -EINVAL (NULL). */
 CO_API int co_on_done(co_task *t, co_done_cb cb, void *arg);
 /* Removes every registration of (cb, arg) not yet scheduled; returns how
  * many were removed (asyncio remove_done_callback), or -CO_EWRONGLOOP. */

@@ -48,6 +48,10 @@ void co__report(co_loop *L, const char *fmt, ...) {
 
 int co__wrongloop(const co_loop *L, const char *what) {
     co_loop *mine = co__tls_loop;
+    if (!L) { /* an orphaned handle: its loop was freed */
+        co__report(mine, "%s: object of a loop that was freed", what);
+        return -CO_ECLOSED;
+    }
     /* Reported through the object's loop: its owner is who needs to know. */
     co__report((co_loop *)L, "%s: called from %s on an object of loop %p (this thread's loop: %p)",
                what, co__on_loop_thread(L) ? "a task of another loop" : "another thread",
