@@ -147,8 +147,8 @@ CO_API int co_run(co_fn main, void *arg, void **result);
 
 /* The current loop's clock in nanoseconds (monotonic, or virtual); 0 when
  * the thread has no loop. Cached: refreshed at every turn of the loop and
- * whenever a timer is armed (so a sleep lasts at least what was asked from
- * the moment of the call). */
+ * whenever a task starts a sleep (so a sleep lasts at least what was asked
+ * from the moment of the call). */
 CO_API int64_t co_now(void);
 /* The same in seconds (asyncio loop.time()). */
 CO_API double co_time(void);
@@ -266,8 +266,9 @@ typedef struct co_handle {
     uint64_t gen;
 } co_handle;
 
-/* Schedules fn(arg) on the current loop: at its next turn / after delay
- * seconds / at loop time when. Callbacks run on the loop's own stack and
+/* Schedules fn(arg) on the current loop: at its next turn / delay seconds
+ * after co_time() (the loop's clock as of this turn, as libuv counts) / at
+ * loop time when. Callbacks run on the loop's own stack and
  * must not suspend (they may spawn tasks). Equal times run in the order
  * they were scheduled. *h (if not NULL) gets a handle for co_handle_cancel.
  * 0, or -CO_ENOLOOP, -CO_ECLOSED, -ENOMEM, -EINVAL (delay is NaN). */

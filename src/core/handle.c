@@ -121,7 +121,9 @@ int co_call_later(double delay, co_cb fn, void *arg, co_handle *h) {
     if (co__when_ns(delay, &d) < 0) return -EINVAL;
     co_loop *L = co__tls_loop;
     if (!L) return -CO_ENOLOOP;
-    co__loop_update_time(L); /* "at least delay from now", not from the turn's start */
+    /* Counted from the loop's clock as of this turn (co_now(), libuv's rule):
+     * timers set in one turn share one "now", so a burst of them keeps its
+     * spacing. co_sleep, by contrast, counts from the moment of the call. */
     return co__call(L->now + (d > 0 ? d : 0), true, fn, arg, h);
 }
 
