@@ -84,6 +84,11 @@ typedef struct co_loop_opts {
     bool debug;
     double slow_step;           /* seconds; 0 means 0.1 */
     size_t stack_size;          /* default task stack size; 0 means 256 KiB */
+    /* Timers fire at or after their deadline, and by default the loop wakes
+     * on whole milliseconds of its clock (asyncio's and libuv's resolution),
+     * so a burst of timers costs one wake-up per millisecond, not one per
+     * timer. true: wake at the exact nanosecond (more wake-ups). */
+    bool precise_timers;
     /* Where the loop reports problems nobody else will see: errors never
      * retrieved, slow steps, tasks that would not finish at close, leaked
      * handles. NULL means: print "corio: <msg>" on stderr. */

@@ -161,7 +161,7 @@ struct co_loop {
     co_task *stop_when;       /* run_until_complete: stop when it finishes */
     co_task *main_task;       /* co_run's: SIGINT cancels it */
     bool running, stopping, closed, closing;
-    bool virtual_clock, debug;
+    bool virtual_clock, debug, precise_timers;
     int64_t slow_ns;
     size_t default_stack;
     pthread_t owner;          /* the thread that may use the loop */

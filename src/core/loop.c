@@ -118,6 +118,7 @@ co_loop *co_loop_new(const co_loop_opts *opts) {
     co__stack_pool_init(&L->stacks);
     L->virtual_clock = o.virtual_clock || co__env_true("CORIO_VIRTUAL_CLOCK");
     L->debug = o.debug || co__env_true("CORIO_DEBUG");
+    L->precise_timers = o.precise_timers;
     L->slow_ns = o.slow_step > 0 ? (int64_t)(o.slow_step * 1e9) : 100 * 1000 * 1000;
     L->default_stack = co__stack_round(o.stack_size);
     L->report = o.report;
@@ -289,7 +290,14 @@ static void co__turn(co_loop *L) {
     } else if (L->timers.n) {
         int64_t d = co__heap_min_deadline(&L->timers);
         if (L->virtual_clock) timeout = L->io_waiters ? CO__AUTOJUMP_NS : 0;
-        else timeout = d > L->now ? d - co__clock_ns() : 0;
+        else {
+            /* Wake on the next whole millisecond of the clock at or after
+             * the deadline (asyncio and libuv have millisecond timers too):
+             * a burst of timers is served by one wake-up per millisecond
+             * rather than one per timer. precise_timers: wake at the ns. */
+            if (!L->precise_timers) d = (d + 999999) / 1000000 * 1000000;
+            timeout = d - co__clock_ns();
+        }
         if (timeout < 0) timeout = 0;
     } else {
         timeout = L->closing ? 0 : -1; /* closing: never wait for what may not come */
