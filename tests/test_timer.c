@@ -188,3 +188,29 @@ Test(timer, real_clock_sleep_lower_bound) {
     cr_assert_eq(tu_run(L, real_sleep, NULL, NULL), 0);
     tu_close(L);
 }
+
+static void *sleep_300us(void *arg) {
+    int64_t before = co__clock_ns();
+    cr_assert_eq(co_sleep(0.0003), 0);
+    int64_t after = co__clock_ns();
+    cr_assert_geq(after - before, 300000);
+    if (arg) { /* default resolution: woken on a whole millisecond at or after the deadline */
+        int64_t boundary = (before + 300000 + 999999) / 1000000 * 1000000;
+        cr_assert_geq(after, boundary, "woke at %lld, before the ms boundary %lld",
+                      (long long)after, (long long)boundary);
+    }
+    return NULL;
+}
+
+Test(timer, default_wakeups_on_whole_milliseconds) {
+    co_loop *L = tu_loop_opts(false, false, 0);
+    for (int i = 0; i < 5; i++) cr_assert_eq(tu_run(L, sleep_300us, (void *)1, NULL), 0);
+    tu_close(L);
+}
+
+Test(timer, precise_timers_still_never_early) {
+    co_loop_opts o = {.precise_timers = true, .report = tu_report};
+    co_loop *L = co_loop_new(&o);
+    for (int i = 0; i < 5; i++) cr_assert_eq(tu_run(L, sleep_300us, NULL, NULL), 0);
+    tu_close(L);
+}
