@@ -63,7 +63,7 @@ EX_BIN := $(addprefix $(BUILD)/examples/,$(EXAMPLES))
 TEST_BIN := $(addprefix $(BUILD)/tests/,$(TESTS))
 BENCH_BIN := $(BUILD)/bench/corio-bench
 
-.PHONY: all lib examples tests bench-bin test test-run test-examples test-aarch64 run bench install deps clean
+.PHONY: all lib examples tests bench-bin test test-run test-examples test-valgrind test-aarch64 run bench install deps clean
 all: deps lib examples tests bench-bin
 lib: $(LIBA) $(LIBSO)
 examples: $(EX_BIN)
@@ -109,6 +109,7 @@ $(BENCH_BIN): $(BENCH_SRC) $(LIBA)
 test:
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory test-run
+	@$(MAKE) --no-print-directory test-valgrind
 	@$(MAKE) --no-print-directory SAN=tsan examples
 	@$(MAKE) --no-print-directory SAN=tsan test-examples
 	@$(MAKE) --no-print-directory SAN=asan all
@@ -133,6 +134,17 @@ test-run: tests examples $(BUILD)/ctx_check
 	@echo "== tests: $(BUILD) (ctx=$(CORIO_CTX)$(if $(SAN), san=$(SAN)))"
 	@CORIO_VIRTUAL_CLOCK=1 $(BUILD)/ctx_check >/dev/null
 	@CORIO_EXAMPLES_DIR=$(BUILD)/examples sh scripts/run-tests.sh $(TEST_BIN)
+
+# The examples and the context check under Valgrind (stacks are registered
+# with it, so it follows the switches); any error fails.
+test-valgrind: examples $(BUILD)/ctx_check
+	@echo "== valgrind: $(BUILD)"
+	@for p in $(BUILD)/ctx_check $(addprefix $(BUILD)/examples/,$(EXAMPLES)); do \
+	    CORIO_VIRTUAL_CLOCK=1 valgrind -q --error-exitcode=9 --leak-check=full \
+	        --errors-for-leak-kinds=definite $$p > /dev/null 2> $(BUILD)/valgrind.log \
+	        || { cat $(BUILD)/valgrind.log; echo "$$p: valgrind FAILED"; exit 1; }; \
+	    echo "$$(basename $$p): ok"; \
+	done
 
 # The AArch64 back end, cross-built and run under qemu-user: the context
 # check and the examples (their output compared with tests/expected).
