@@ -198,11 +198,11 @@ static void *wake_then_cancel(void *arg) {
     return NULL;
 }
 
-Test(cancel, woken_then_cancelled_keeps_the_wakeup) {
+Test(cancel, woken_then_cancelled_sees_the_cancel) {
     co_loop *L = tu_loop();
     cr_assert_eq(tu_run(L, wake_then_cancel, NULL, NULL), 0);
-    /* the join saw the completion; the task still ends CANCELLED */
-    cr_assert_str_eq(tu_trace, "join:OK ");
+    /* woken but not yet resumed, it still sat in its wait: the cancel wins */
+    cr_assert_str_eq(tu_trace, "join:ECANCELED ");
     tu_close(L);
 }
 
@@ -243,4 +243,52 @@ Test(cancel, close_reports_tasks_that_would_not_finish) {
 Test(cancel, cancel_invalid) {
     cr_assert_eq(co_cancel(NULL, NULL), -EINVAL);
     cr_assert(!co_cancelled());
+}
+
+static int body_runs;
+static void *yield_then_self_cancel(void *arg) {
+    body_runs++;
+    cr_assert_eq(co_yield(), 0);
+    cr_assert_eq(co_cancel(co_current(), "me"), 1); /* must not queue the running task */
+    return arg;
+}
+
+static void *other_yields(void *arg) {
+    co_yield();
+    co_yield();
+    return NULL;
+}
+
+Test(cancel, self_cancel_after_yield_finishes_once) {
+    co_loop *L = tu_loop();
+    co_task *a = co_spawn(yield_then_self_cancel, (void *)1);
+    co_task *b = co_spawn(other_yields, NULL);
+    co_task_release(a); /* released early: a rerun would touch freed memory */
+    cr_assert_eq(co_loop_run_until_complete(L, b, NULL), 0);
+    co_loop_stop(L);
+    co_loop_run_forever(L);
+    cr_assert_eq(body_runs, 1);
+    co_task_release(b);
+    tu_close(L);
+}
+
+static void *cancel_all_including_me(void *arg) {
+    co_yield();
+    co_task *list[8];
+    size_t n = co_all_tasks(co_loop_current(), list, 8);
+    for (size_t i = 0; i < n; i++) co_cancel(list[i], "everyone");
+    body_runs++;
+    return NULL;
+}
+
+Test(cancel, cancel_all_tasks_from_one_of_them) {
+    co_loop *L = tu_loop();
+    co_task *a = co_spawn(cancel_all_including_me, NULL);
+    co_task *b = co_spawn(sleeper, NULL);
+    cr_assert_eq(co_loop_run_until_complete(L, a, NULL), -ECANCELED);
+    cr_assert_eq(co_loop_run_until_complete(L, b, NULL), -ECANCELED);
+    cr_assert_eq(body_runs, 1);
+    co_task_release(a);
+    co_task_release(b);
+    tu_close(L);
 }

@@ -251,3 +251,53 @@ Test(loop, orphaned_handle_in_another_loop) {
     co_task_release(f);
     tu_close(M);
 }
+
+static void *close_other(void *arg) {
+    co_loop *other = arg;
+    cr_assert_eq(co_loop_close(other), -CO_ERUNNING, "draining it would run a loop inside a loop");
+    cr_assert_eq(co_loop_free(other), -CO_ERUNNING);
+    return NULL;
+}
+
+Test(loop, close_from_inside_another_running_loop_refused) {
+    co_loop *L = tu_loop();
+    co_loop *M = co_loop_new(NULL);
+    co_loop_set_current(M);
+    co_task_release(co_spawn(ret_arg, NULL)); /* M has a task to drain */
+    co_loop_set_current(L);
+    cr_assert_eq(tu_run(L, close_other, M, NULL), 0);
+    cr_assert_eq(co_loop_free(M), 0);
+    tu_close(L);
+}
+
+Test(loop, closed_loop_refuses_new_work) {
+    co_loop *L = tu_loop();
+    co_future *f = co_future_new();
+    cr_assert_eq(co_loop_close(L), 0);
+    cr_assert_eq(co_future_set_result(f, NULL), -CO_ECLOSED);
+    cr_assert_eq(co_on_done(f, noop_done, NULL), -CO_ECLOSED);
+    co_task_release(f);
+    cr_assert_eq(co_loop_free(L), 0);
+}
+
+Test(loop, stop_before_run_until_complete_counts) {
+    co_loop *L = tu_loop();
+    co_future *f = co_future_new();
+    co_loop_stop(L);
+    cr_assert_eq(co_loop_run_until_complete(L, f, NULL), -EINTR, "one turn, then back");
+    co_task_release(f);
+    tu_close(L);
+}
+
+static void *co_run_inside(void *arg) { return (void *)(intptr_t)co_run(ret_arg, NULL, NULL); }
+
+Test(loop, co_run_inside_a_task_refused_without_running_anything) {
+    co_loop *L = tu_loop();
+    cr_redirect_stderr();
+    void *v;
+    cr_assert_eq(tu_run(L, co_run_inside, NULL, &v), 0);
+    cr_assert_eq((intptr_t)v, 1);
+    const char *err = tu_stderr();
+    cr_assert(strstr(err, "co_run called while a loop runs on this thread"), "%s", err);
+    tu_close(L);
+}

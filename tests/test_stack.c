@@ -214,3 +214,24 @@ Test(stack, forty_thousand_concurrent_tasks_on_a_default_machine, .timeout = 300
     cr_assert_lt(co__stack_guarded_count(), co__stack_guarded_limit());
     tu_close(L);
 }
+
+static void child_two_loops(void) {
+    co_loop *first = co_loop_new(NULL);
+    co_loop *second = co_loop_new(NULL);
+    co_loop_free(first); /* must not take the signal stack from the second */
+    co_loop_set_current(second);
+    co_task_opts o = {.name = "survivor", .stack_size = 64 * 1024};
+    co_task *t = co_spawn_opts(overflow_task, NULL, &o);
+    co_loop_run_until_complete(second, t, NULL);
+}
+
+Test(stack, overflow_reported_after_another_loop_was_freed) {
+#if CO__ASAN
+    cr_skip_test("AddressSanitizer reports stack overflows itself");
+#endif
+    char out[8192];
+    int st;
+    run_child(child_two_loops, out, sizeof out, &st);
+    cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT, "status %d, stderr:\n%s", st, out);
+    cr_assert(strstr(out, "stack overflow in task \"survivor\""), "%s", out);
+}

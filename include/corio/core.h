@@ -13,9 +13,9 @@
  *     handle holding one reference; release it with co_task_release when
  *     done with it (before or after the task finishes). A running task
  *     also holds a reference to itself, so dropping the handle early does
- *     not stop or free it ("fire and forget"). Every handle must be
- *     released before co_loop_free; one that is not is freed with the loop
- *     and reported as leaked.
+ *     not stop or free it ("fire and forget"). A handle still held when
+ *     its loop is freed stays readable (state, result, name) and is freed
+ *     by its last co_task_release; LeakSanitizer finds one never released.
  *   - co_handle (from co_call_soon / co_call_later / co_call_at): a small
  *     value, not an allocation; cancelling a handle that already ran or was
  *     cancelled is harmless while its loop lives.
@@ -101,14 +101,17 @@ typedef struct co_loop_opts {
  * descriptors; errno then says which. */
 CO_API co_loop *co_loop_new(const co_loop_opts *opts);
 
-/* Closes the loop if it is not closed yet, then frees it.
- * Returns the result of that close (0 if it was already closed). */
+/* Closes the loop if it is not closed yet, then frees it. Returns the
+ * result of that close (0 if it was already closed); on -CO_ERUNNING and
+ * -CO_EWRONGLOOP nothing was freed. */
 CO_API int co_loop_free(co_loop *loop);
 
 /* Runs the loop until task t is finished; returns what co_join would:
  *   0            t finished with a value (stored in *value if not NULL)
  *   <0           t's error (CO_FAILED) or -ECANCELED (CO_CANCELLED)
- *   -CO_ERUNNING the loop is already running (or called from a task)
+ *   -EINTR       co_loop_stop came first (before or during the run): the
+ *                loop returned with t unfinished; run again to go on
+ *   -CO_ERUNNING a loop is already running on this thread (or a task calls it)
  *   -CO_EWRONGLOOP t belongs to another loop, or another thread runs it
  *   -CO_ECLOSED  the loop is closed */
 CO_API int co_loop_run_until_complete(co_loop *loop, co_task *t, void **value);
@@ -125,7 +128,9 @@ CO_API void co_loop_stop(co_loop *loop);
  * drops pending callbacks and timers, and closes the loop for new work.
  * Returns 0, or:
  *   -EBUSY       some tasks would not finish (each is reported by name)
- *   -CO_ERUNNING called while the loop runs (e.g. from one of its tasks)
+ *   -CO_ERUNNING called while the loop runs (e.g. from one of its tasks), or
+ *                while another loop runs on this thread and this one has
+ *                tasks to drain
  *   -CO_EWRONGLOOP called from another thread */
 CO_API int co_loop_close(co_loop *loop);
 
@@ -185,8 +190,9 @@ CO_API int co_join(co_task *t, void **value);
 
 /* Requests cancellation (msg may be NULL; it is copied). The task sees
  * -ECANCELED at the suspension point it sits in and at every later one
- * (sticky), runs its cleanup, and ends CO_CANCELLED. A task cancelled
- * before it first ran still runs its body, so resources handed to it are
+ * (sticky) — also when it was woken but has not resumed yet — runs its
+ * cleanup, and ends CO_CANCELLED. A task cancelled before it first ran
+ * still runs its body, so resources handed to it are
  * released. A plain future is cancelled at once. Returns
  *   1   the request was made (the task or future was not finished)
  *   0   already finished: nothing to do
@@ -227,8 +233,9 @@ CO_API co_loop *co_task_loop(const co_task *t);
 CO_API void *co_fail(int err, const char *fmt, ...) CO_PRINTF(2, 3);
 
 /* Suspends the calling task for the given time / until the given loop time
- * (co_time() scale). 0, or -ECANCELED, -CO_ENOTASK. A negative or zero
- * duration still yields once, as asyncio.sleep(0). */
+ * (co_time() scale). 0, or -ECANCELED, -CO_ENOTASK, -ENOMEM (growing the
+ * timer heap failed). A negative or zero duration still yields once, as
+ * asyncio.sleep(0). */
 CO_API int co_sleep(double seconds);
 CO_API int co_sleep_ns(int64_t ns);
 CO_API int co_sleep_until(double when);
@@ -246,7 +253,7 @@ CO_API co_future *co_future_new(void);
  *   -CO_EINVALSTATE f is already finished
  *   -EINVAL         f is a task (tasks finish by returning), or err >= 0
  *   -CO_EWRONGLOOP  called from another thread
- *   -CO_ECLOSED     f's loop was freed */
+ *   -CO_ECLOSED     f's loop is closed or was freed */
 CO_API int co_future_set_result(co_future *f, void *value);
 CO_API int co_future_set_error(co_future *f, int err, const char *fmt, ...) CO_PRINTF(3, 4);
 /* Is t finished (done, failed or cancelled)? */
@@ -257,7 +264,7 @@ CO_API bool co_task_done(const co_task *t);
 /* add_done_callback + functools.partial: cb(t, arg) is scheduled through the
  * loop when t finishes (at once if it already has), in registration order,
  * each holding a reference to t until it has run. 0, or -ENOMEM,
- * -CO_EWRONGLOOP, -CO_ECLOSED (t's loop was freed), -EINVAL (NULL). */
+ * -CO_EWRONGLOOP, -CO_ECLOSED (t's loop is closed or freed), -EINVAL (NULL). */
 CO_API int co_on_done(co_task *t, co_done_cb cb, void *arg);
 /* Removes every registration of (cb, arg) not yet scheduled; returns how
  * many were removed (asyncio remove_done_callback), or -CO_EWRONGLOOP. */

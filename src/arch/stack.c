@@ -31,9 +31,13 @@
 #define CO__GUARD_REACH (64u * 1024u) /* faults this far below a stack count as its overflow */
 
 static size_t co__page(void) {
-    static size_t page;
-    if (!page) page = (size_t)sysconf(_SC_PAGESIZE);
-    return page;
+    static atomic_size_t page; /* any thread; every writer writes the same value */
+    size_t p = atomic_load_explicit(&page, memory_order_relaxed);
+    if (!p) {
+        p = (size_t)sysconf(_SC_PAGESIZE);
+        atomic_store_explicit(&page, p, memory_order_relaxed);
+    }
+    return p;
 }
 
 size_t co__stack_round(size_t size) {
@@ -191,7 +195,7 @@ int co__stack_get(co__stack_pool *p, size_t size, co__stack **out) {
         co__stack *s = p->bucket[b].free;
         p->bucket[b].free = s->next;
         p->bucket[b].nfree--;
-        *s->canary = CO__CANARY;
+        if (!s->guarded) *s->canary = CO__CANARY; /* guarded ones share a read-only dummy */
         s->next = NULL;
         *out = s;
         return 0;
@@ -303,9 +307,18 @@ void co__stack_handler_install(co__stack_running_fn fn) {
 
 #define CO__ALTSTACK (64u * 1024u)
 
+/* One alternate stack per thread, shared by its loops: counted, so that
+ * freeing one loop does not take it from another on the same thread. */
+static _Thread_local void *tl_alt;
+static _Thread_local unsigned tl_alt_users;
+
 void *co__altstack_ensure(void) {
+    if (tl_alt) {
+        tl_alt_users++;
+        return tl_alt;
+    }
     stack_t cur;
-    if (sigaltstack(NULL, &cur) == 0 && !(cur.ss_flags & SS_DISABLE)) return NULL;
+    if (sigaltstack(NULL, &cur) == 0 && !(cur.ss_flags & SS_DISABLE)) return NULL; /* someone else's */
     void *mem = mmap(NULL, CO__ALTSTACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (mem == MAP_FAILED) return NULL;
     stack_t ss = {.ss_sp = mem, .ss_size = CO__ALTSTACK, .ss_flags = 0};
@@ -313,15 +326,18 @@ void *co__altstack_ensure(void) {
         munmap(mem, CO__ALTSTACK);
         return NULL;
     }
+    tl_alt = mem;
+    tl_alt_users = 1;
     return mem;
 }
 
 void co__altstack_release(void *mem) {
-    if (!mem) return;
+    if (!mem || mem != tl_alt || --tl_alt_users > 0) return;
     stack_t cur;
     if (sigaltstack(NULL, &cur) == 0 && cur.ss_sp == mem) {
         stack_t off = {.ss_sp = NULL, .ss_size = 0, .ss_flags = SS_DISABLE};
         sigaltstack(&off, NULL);
     }
     munmap(mem, CO__ALTSTACK);
+    tl_alt = NULL;
 }

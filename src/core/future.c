@@ -41,6 +41,7 @@ static int co__future_check(co_future *f) {
     if (!(f->flags & CO__T_FUTURE)) return -EINVAL;
     if (!f->loop) return -CO_ECLOSED;
     if (!co__on_loop_thread(f->loop)) return co__wrongloop(f->loop, "co_future_set");
+    if (f->loop->closed) return -CO_ECLOSED; /* nothing would run its callbacks */
     if (co_task_done(f)) return -CO_EINVALSTATE;
     return 0;
 }
@@ -78,6 +79,7 @@ int co_on_done(co_task *t, co_done_cb cb, void *arg) {
     co_loop *L = t->loop;
     if (!L) return -CO_ECLOSED;
     if (!co__on_loop_thread(L)) return co__wrongloop(L, "co_on_done");
+    if (L->closed) return -CO_ECLOSED;
     co__handle *h = co__handle_alloc(L);
     if (!h) return -ENOMEM;
     h->hkind = CO__HK_DONE;

@@ -248,5 +248,6 @@ int64_t co__clock_ns(void);
 void co__loop_update_time(co_loop *L);
 void co__loop_wakeup(co_loop *L);      /* any thread */
 co_loop *co__loop_get(int *err);       /* this thread's loop, checked */
+bool co__loop_running_here(void);      /* is a loop running on this thread? */
 
 #endif

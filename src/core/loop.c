@@ -137,6 +137,7 @@ fail:
 }
 
 co_loop *co_loop_current(void) { return co__tls_loop; }
+bool co__loop_running_here(void) { return co__tls_running != NULL; }
 void co_loop_set_current(co_loop *L) { co__tls_loop = L; }
 
 co_loop *co__loop_get(int *err) {
@@ -359,8 +360,7 @@ int co_loop_run_until_complete(co_loop *L, co_task *t, void **value) {
     if (t->loop != L) return co__wrongloop(t->loop, "co_loop_run_until_complete");
     if (!co_task_done(t)) {
         co_task_retain(t);
-        L->stop_when = t;
-        L->stopping = false;
+        L->stop_when = t; /* an earlier co_loop_stop still counts: one turn */
         co__run_loop(L, true);
         L->stop_when = NULL;
         if (!co_task_done(t)) {
@@ -403,20 +403,24 @@ int co_loop_close(co_loop *L) {
     if (!co__on_loop_thread(L)) return co__wrongloop(L, "co_loop_close");
     if (L->running) return -CO_ERUNNING;
     if (L->closed) return 0;
+    /* Draining runs the loop: not inside another loop running on this thread. */
+    if (co__tls_running && L->ntasks_live) return -CO_ERUNNING;
     L->closing = true;
     co__list_for_each(it, &L->all) {
         co_task *t = co__container_of(it, co_task, all);
         if (!(t->flags & CO__T_FUTURE) && !co_task_done(t)) co_cancel(t, "event loop closing");
     }
-    co_loop *prev_cur = co__tls_loop;
-    co__tls_loop = L;
-    co__tls_running = L;
-    L->running = true;
-    co__fiber_init_thread(&L->main);
-    while (L->ntasks_live && co__can_progress(L)) co__turn(L);
-    L->running = false;
-    co__tls_running = NULL;
-    co__tls_loop = prev_cur;
+    if (L->ntasks_live) {
+        co_loop *prev_cur = co__tls_loop;
+        co__tls_loop = L;
+        co__tls_running = L;
+        L->running = true;
+        co__fiber_init_thread(&L->main);
+        while (L->ntasks_live && co__can_progress(L)) co__turn(L);
+        L->running = false;
+        co__tls_running = NULL;
+        co__tls_loop = prev_cur;
+    }
     int rc = 0;
     co__list_for_each(it, &L->all) {
         co_task *t = co__container_of(it, co_task, all);
@@ -435,7 +439,8 @@ int co_loop_free(co_loop *L) {
     if (!L) return 0;
     if (L->running) return -CO_ERUNNING;
     int rc = L->closed ? 0 : co_loop_close(L);
-    if (rc == -CO_EWRONGLOOP) return rc;
+    if (rc == -CO_EWRONGLOOP || rc == -CO_ERUNNING) return rc;
+    co__drop_pending(L); /* what was queued after close (nothing runs it now) */
     /* Tasks that would not finish: drop their stacks and self-references.
      * Handles the user still holds outlive the loop as orphans (loop NULL),
      * freed by their last co_task_release. */
@@ -467,8 +472,8 @@ int co_loop_free(co_loop *L) {
         L->task_cache = (co_task *)t->arg;
         free(t);
     }
+    co__heap_fini(&L->timers); /* before the handles its nodes live in */
     co__handles_fini(L);
-    co__heap_fini(&L->timers);
     co__stack_pool_fini(&L->stacks);
     co__poll_close(&L->poll);
     if (L->wakefd >= 0) close(L->wakefd);

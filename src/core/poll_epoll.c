@@ -3,6 +3,7 @@
  * timeout rounded up to a millisecond otherwise. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <sys/epoll.h>
 #include <time.h>
@@ -38,7 +39,7 @@ int co__poll_mod(co__poll *p, int fd, uint32_t events, void *data) {
 int co__poll_del(co__poll *p, int fd) { return co__ctl(p, EPOLL_CTL_DEL, fd, 0, NULL); }
 
 int co__poll_wait(co__poll *p, int64_t timeout_ns, co__pevent *out, int max) {
-    static bool no_pwait2;
+    static atomic_bool no_pwait2; /* any thread: set once, when the kernel lacks it */
     struct epoll_event evs[128];
     if (max > 128) max = 128;
     int n = -1;

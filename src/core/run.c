@@ -9,6 +9,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -35,6 +36,11 @@ static void co__on_sigint(int sig) {
 
 int co_run(co_fn main, void *arg, void **result) {
     if (!main) return 1;
+    if (co__loop_running_here()) { /* from a task or callback: a loop inside a loop */
+        fprintf(stderr, "corio: co_run called while a loop runs on this thread: %s\n",
+                co_strerror(-CO_ERUNNING));
+        return 1;
+    }
     co_loop *prev = co_loop_current();
     co_loop *L = co_loop_new(NULL);
     if (!L) {
@@ -85,8 +91,17 @@ int co_run(co_fn main, void *arg, void **result) {
     co_task_release(t);
     co_loop_close(L);
     if (own_sigint) {
+        /* SIGINT blocked here while the handler goes, so it cannot run on
+         * this thread against a loop about to be freed. (Delivered to
+         * another thread in that instant it still could: a window of a few
+         * instructions, noted in docs/internals.md.) */
+        sigset_t set, old;
+        sigemptyset(&set);
+        sigaddset(&set, SIGINT);
+        pthread_sigmask(SIG_BLOCK, &set, &old);
         sigaction(SIGINT, &g_old_sigint, NULL);
         atomic_store(&g_sigint_loop, NULL);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
     }
     co_loop_free(L);
     co_loop_set_current(prev);

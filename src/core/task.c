@@ -170,6 +170,7 @@ static void co__task_entry(void *p) {
     co__reap(t->loop);
     void *v = t->fn(t->arg);
     co_loop *L = t->loop;
+    if (t->flags & CO__T_INREADY) abort(); /* a finishing task must not be queued */
     if (t->flags & CO__T_FAILSET) {
         if (t->err == -ECANCELED) t->state = CO_CANCELLED;
         else t->state = CO_FAILED;
@@ -253,6 +254,10 @@ int co__can_suspend(co_task **out) {
 int co__suspend(co_task *t) {
     t->flags |= CO__T_SUSPENDED;
     co__switch_out(t->loop, t, false);
+    /* Running again: whoever resumed us cleared INREADY; SUSPENDED must go
+     * too (co_yield resumes without a co__wake), or a later co_cancel would
+     * queue a running task. */
+    t->flags &= ~(uint32_t)CO__T_SUSPENDED;
     return t->wake;
 }
 
@@ -325,6 +330,7 @@ int co_join(co_task *t, void **value) {
     co_loop *L = co__tls_loop;
     co_task *cur = L ? L->cur : NULL;
     if (!cur) return -CO_ENOTASK;
+    if (!t->loop && co_task_done(t)) return co__task_outcome(t, value); /* outlived its loop */
     if (t->loop != cur->loop) return co__wrongloop(t->loop, "co_join");
     if (co_task_done(t)) return co__task_outcome(t, value);
     if (t == cur) return -EDEADLK;
@@ -353,7 +359,10 @@ int co_cancel(co_task *t, const char *msg) {
         return 1;
     }
     t->flags |= CO__T_CANCEL;
+    if (t == L->cur) return 1; /* running: its next suspension point fails */
     if (t->flags & CO__T_SUSPENDED) co__wake(t, -ECANCELED);
+    else if ((t->flags & CO__T_INREADY) && t->stack)
+        t->wake = -ECANCELED; /* woken but not resumed yet: it still sits in its wait */
     return 1;
 }
 
