@@ -1,5 +1,5 @@
 /* create_task — the same two jobs spawned as tasks and joined: they run
- * concurrently, so the total is about job1's 1 s, not 1 s + job2. */
+ * concurrently, so the total is about job1's 1 s, not 1 s + job2's 0.5 s. */
 #include <corio.h>
 #include <errno.h>
 #include <stdio.h>
@@ -13,6 +13,8 @@ static void *job1(void *arg) {
 
 static void *job2(void *arg) {
     puts("job2 start");
+    if (co_sleep(0.5) < 0) return NULL;
+    puts("job2 end");
     return "job2 result";
 }
 

@@ -1,5 +1,5 @@
 /* seq_await — awaiting one job after another is not concurrency.
- * job1 sleeps 1 s, then job2 runs: the total is job1 + job2. */
+ * job1 sleeps 1 s, then job2 (0.5 s) runs: the total is job1 + job2. */
 #include <corio.h>
 #include <stdio.h>
 
@@ -12,6 +12,8 @@ static void *job1(void *arg) {
 
 static void *job2(void *arg) {
     puts("job2 start");
+    if (co_sleep(0.5) < 0) return NULL;
+    puts("job2 end");
     return "job2 result";
 }
 

@@ -1,7 +1,6 @@
 /* test_examples.c — every example program prints what its scenario must
  * print (tests/expected/NAME.txt), run on the virtual clock so the sleeps
- * in them take no real time (an absolute co_time() of 1.00 s in the output
- * shows the virtual clock, which starts at 0, was used). The binaries are found through
+ * in them take no real time. The binaries are found through
  * CORIO_EXAMPLES_DIR (set by make) or next to this test's build folder. */
 #include "testutil.h"
 
