@@ -91,9 +91,7 @@ static void *cancel_task_joiner(void *arg) {
 }
 
 Test(cancel, while_joining_a_task) {
-    co_loop *L = tu_loop();
-    cr_assert_eq(tu_run(L, cancel_task_joiner, NULL, NULL), 0);
-    tu_close(L);
+    tu_run_ok(cancel_task_joiner, NULL);
 }
 
 static void *yield_loop(void *arg) {
@@ -113,9 +111,7 @@ static void *cancel_yielder(void *arg) {
 }
 
 Test(cancel, while_yielding) {
-    co_loop *L = tu_loop();
-    cr_assert_eq(tu_run(L, cancel_yielder, NULL, NULL), 0);
-    tu_close(L);
+    tu_run_ok(cancel_yielder, NULL);
 }
 
 static void *owns_buffer(void *arg) {

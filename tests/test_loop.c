@@ -67,9 +67,7 @@ static void *nested_run(void *arg) {
 }
 
 Test(loop, nested_run_refused) {
-    co_loop *L = tu_loop();
-    cr_assert_eq(tu_run(L, nested_run, NULL, NULL), 0);
-    tu_close(L);
+    tu_run_ok(nested_run, NULL);
 }
 
 Test(loop, two_loops_one_thread) {

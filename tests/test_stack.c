@@ -122,22 +122,31 @@ __attribute__((noinline)) static int recurse(int n) {
 }
 static void *overflow_task(void *arg) { return (void *)(intptr_t)recurse(0); }
 
-static void child_overflow(void) {
-    co_loop *L = co_loop_new(NULL);
-    co_task_opts o = {.name = "recurser", .stack_size = 64 * 1024};
+/* Runs overflow_task on a 64 KiB stack of loop L, under the given name. */
+static void overflow_in(co_loop *L, const char *name) {
+    co_loop_set_current(L);
+    co_task_opts o = {.name = name, .stack_size = 64 * 1024};
     co_task *t = co_spawn_opts(overflow_task, NULL, &o);
     co_loop_run_until_complete(L, t, NULL);
 }
+
+/* The child must die of SIGABRT after printing the report for `name`. */
+static void expect_overflow_report(void (*child)(void), const char *name) {
+    char out[8192], want[256];
+    int st;
+    run_child(child, out, sizeof out, &st);
+    cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT, "status %d, stderr:\n%s", st, out);
+    snprintf(want, sizeof want, "corio: stack overflow in task \"%s\" (stack 64 KiB)", name);
+    cr_assert(strstr(out, want), "%s", out);
+}
+
+static void child_overflow(void) { overflow_in(co_loop_new(NULL), "recurser"); }
 
 Test(stack, guard_page_overflow_is_reported) {
 #if CO__ASAN
     cr_skip_test("AddressSanitizer reports stack overflows itself");
 #endif
-    char out[8192];
-    int st;
-    run_child(child_overflow, out, sizeof out, &st);
-    cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT, "status %d, stderr:\n%s", st, out);
-    cr_assert(strstr(out, "corio: stack overflow in task \"recurser\" (stack 64 KiB)"), "%s", out);
+    expect_overflow_report(child_overflow, "recurser");
 }
 
 static void *smash(void *arg) {
@@ -219,19 +228,12 @@ static void child_two_loops(void) {
     co_loop *first = co_loop_new(NULL);
     co_loop *second = co_loop_new(NULL);
     co_loop_free(first); /* must not take the signal stack from the second */
-    co_loop_set_current(second);
-    co_task_opts o = {.name = "survivor", .stack_size = 64 * 1024};
-    co_task *t = co_spawn_opts(overflow_task, NULL, &o);
-    co_loop_run_until_complete(second, t, NULL);
+    overflow_in(second, "survivor");
 }
 
 Test(stack, overflow_reported_after_another_loop_was_freed) {
 #if CO__ASAN
     cr_skip_test("AddressSanitizer reports stack overflows itself");
 #endif
-    char out[8192];
-    int st;
-    run_child(child_two_loops, out, sizeof out, &st);
-    cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT, "status %d, stderr:\n%s", st, out);
-    cr_assert(strstr(out, "stack overflow in task \"survivor\""), "%s", out);
+    expect_overflow_report(child_two_loops, "survivor");
 }

@@ -157,9 +157,7 @@ static void *fire_and_forget(void *arg) {
 }
 
 Test(task, released_handles_keep_running_tasks_alive) {
-    co_loop *L = tu_loop();
-    cr_assert_eq(tu_run(L, fire_and_forget, NULL, NULL), 0);
-    tu_close(L);
+    tu_run_ok(fire_and_forget, NULL);
 }
 
 static void *deep(void *arg) {
@@ -275,7 +273,5 @@ static void *spawn_many(void *arg) {
 }
 
 Test(task, hundred_thousand_spawned_before_any_runs) {
-    co_loop *L = tu_loop();
-    cr_assert_eq(tu_run(L, spawn_many, (void *)(intptr_t)100000, NULL), 0);
-    tu_close(L);
+    tu_run_ok(spawn_many, (void *)(intptr_t)100000);
 }

@@ -57,6 +57,15 @@ static inline int tu_run(co_loop *L, co_fn fn, void *arg, void **value) {
     return rc;
 }
 
+/* The common case: fn(arg) as a task on a fresh virtual-clock loop must
+ * finish with a value, and the loop must then close cleanly. */
+static inline void tu_run_ok(co_fn fn, void *arg) {
+    co_loop *L = tu_loop();
+    int rc = tu_run(L, fn, arg, NULL);
+    cr_assert_eq(rc, 0, "task ended with %s", co_err_name(rc));
+    tu_close(L);
+}
+
 /* What was written to the redirected stderr (cr_redirect_stderr() first).
  * Tests look for their line in it rather than compare all of it: sanitizer
  * runtimes may add notes of their own (ASan warns once about swapcontext). */
