@@ -66,10 +66,8 @@ static void *cancel_joiner(void *arg) {
 }
 
 Test(cancel, while_joining_a_future) {
-    co_loop *L = tu_loop();
-    cr_assert_eq(tu_run(L, cancel_joiner, NULL, NULL), 0);
+    tu_run_ok(cancel_joiner, NULL);
     cr_assert_str_eq(tu_trace, "join:ECANCELED ");
-    tu_close(L);
 }
 
 static void *sleeper(void *arg) { return co_sleep(100) == 0 ? (void *)1 : NULL; }
@@ -195,11 +193,9 @@ static void *wake_then_cancel(void *arg) {
 }
 
 Test(cancel, woken_then_cancelled_sees_the_cancel) {
-    co_loop *L = tu_loop();
-    cr_assert_eq(tu_run(L, wake_then_cancel, NULL, NULL), 0);
+    tu_run_ok(wake_then_cancel, NULL);
     /* woken but not yet resumed, it still sat in its wait: the cancel wins */
     cr_assert_str_eq(tu_trace, "join:ECANCELED ");
-    tu_close(L);
 }
 
 static void *cleanup_sleeper(void *arg) {

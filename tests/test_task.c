@@ -237,10 +237,8 @@ static void *yield_order(void *arg) {
 }
 
 Test(task, ready_queue_is_fifo) {
-    co_loop *L = tu_loop();
-    cr_assert_eq(tu_run(L, yield_order, NULL, NULL), 0);
+    tu_run_ok(yield_order, NULL);
     cr_assert_str_eq(tu_trace, "a0 b0 c0 a1 b1 c1 a2 b2 c2 ");
-    tu_close(L);
 }
 
 static void *lonely_yield(void *arg) {
