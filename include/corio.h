@@ -3,6 +3,9 @@
  * Include this one header; it pulls in every public sub-header:
  *   corio/error.h  error codes, co_strerror, co_err_name
  *   corio/core.h   loops, tasks, futures, callbacks, timers, cancellation
+ *   corio/scope.h  cancel and timeout scopes (asyncio.timeout, trio scopes)
+ *   corio/combine.h gather, wait, as_completed, wait_for, shield
+ *   corio/group.h  task groups (asyncio.TaskGroup, trio nurseries)
  *
  * Conventions (the same in every sub-header):
  *   - public names co_*, macros CO_*; nothing else is exported;
@@ -22,5 +25,8 @@
 
 #include "corio/error.h"
 #include "corio/core.h"
+#include "corio/scope.h"
+#include "corio/combine.h"
+#include "corio/group.h"
 
 #endif

@@ -8,6 +8,7 @@
 #ifndef CO_CORE_INTERNAL_H
 #define CO_CORE_INTERNAL_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -36,7 +37,7 @@ typedef struct co__run {
  * in the order they were armed. idx is the node's slot, CO__TIMER_IDLE
  * when not armed. */
 #define CO__TIMER_IDLE UINT32_MAX
-enum { CO__TM_TASK = 1, CO__TM_HANDLE = 2 };
+enum { CO__TM_TASK = 1, CO__TM_HANDLE = 2, CO__TM_SCOPE = 3 };
 typedef struct co__timer {
     int64_t deadline; /* loop clock, ns */
     uint64_t seq;     /* arming order: breaks ties between equal deadlines */
@@ -73,12 +74,17 @@ co__timer *co__heap_pop(co__heap *h);
  * (co__handle, kind CO__H_DONE) and the tasks waiting in co_join (a
  * co__waiter on the waiter's own stack). When the future finishes, each
  * entry is unlinked and fired in order. */
-enum { CO__W_TASK = 1, CO__W_HANDLE = 2, CO__W_HOOK = 3 };
+enum { CO__W_TASK = 1, CO__W_HANDLE = 2, CO__W_HOOK = 3, CO__W_HOOK_OWNED = 4 };
 typedef struct co__waiter {
     co__list link;
     uint8_t kind;
     co_task *task; /* CO__W_TASK: the task to wake */
-    /* CO__W_HOOK: called when the future finishes (internal combinators). */
+    /* CO__W_HOOK / CO__W_HOOK_OWNED: called when the future finishes
+     * (combinators). A HOOK record lives on a waiting task's stack or in
+     * memory its owner frees; an OWNED record is heap memory only the hook
+     * frees, so co_loop_free calls hook(w, NULL) for it: "the loop is
+     * going away: free yourself and drop (decrement, never release) the
+     * task references you hold". */
     void (*hook)(struct co__waiter *w, co_task *finished);
 } co__waiter;
 
@@ -138,7 +144,43 @@ struct co_task {
     co__timer timer;      /* co_sleep */
     co__list done;        /* co__waiter: callbacks and joiners, in order */
     co__list all;         /* loop->all: every task struct not yet freed */
+    struct co__scope *scope;   /* innermost open cancel scope (on its stack), or NULL */
+    struct co__gchild *gchild; /* its record in a task group, or NULL */
+    int64_t finished_at;  /* loop clock when it finished */
 };
+
+/* ---- cancel scopes (scope.c) ---------------------------------------------------------
+ * A scope lives in the caller's storage (co_scope, usually on the task's
+ * stack) or inside a co_group. A task's open scopes form a chain from
+ * task->scope (innermost) through ->parent; they are entered and exited in
+ * LIFO order. A cancellation is "pending" for the task at its current point
+ * when, walking outwards, a fired or cancelled scope comes before any
+ * shielding scope, or the walk passes every scope and the task itself has a
+ * cancel request. Level-triggered: a fired scope stays fired until it is
+ * exited, so every suspension point inside keeps failing. */
+typedef struct co__scope {
+    struct co__scope *parent;
+    co_task *task;          /* the task whose chain it is in */
+    co__timer timer;        /* kind CO__TM_SCOPE; armed while a deadline is pending */
+    int64_t deadline;       /* loop clock; INT64_MAX: none */
+    struct co_group *group; /* the group this scope belongs to, or NULL */
+    uint8_t mode;           /* CO_FAIL_AFTER / CO_MOVE_ON, | CO_SHIELD */
+    bool fired;             /* its deadline passed while it was open */
+    bool cancelled;         /* co_scope_cancel (or its group was cancelled) */
+    bool open;
+} co__scope;
+
+bool co__scope_pending(const co_task *t);
+void co__scope_fire(co_loop *L, co__timer *tm);
+int co__scope_push(co__scope *s, co_task *t, int64_t deadline, int mode);
+void co__scope_pop(co__scope *s);
+void co__scope_cancel(co__scope *s);
+/* The task returned with scopes still open: report, close them (joining
+ * the groups among them). Runs on the task's stack, may suspend. */
+void co__scopes_abandoned(co_task *t);
+/* Closes a group whose owner returned inside it (group.c): cancels and
+ * joins its children, pops its scope. */
+void co__group_abandon(struct co_group *g);
 
 /* ---- the loop ------------------------------------------------------------------------ */
 struct co_loop {
@@ -249,5 +291,25 @@ void co__loop_update_time(co_loop *L);
 void co__loop_wakeup(co_loop *L);      /* any thread */
 co_loop *co__loop_get(int *err);       /* this thread's loop, checked */
 bool co__loop_running_here(void);      /* is a loop running on this thread? */
+
+/* Is a cancellation pending for t where it stands (see above)? */
+static inline bool co__cancel_pending(const co_task *t) {
+    if (co__likely(!t->scope)) return t->flags & CO__T_CANCEL;
+    return co__scope_pending(t);
+}
+
+/* Delivers a pending cancellation to t (not running): a suspended task is
+ * woken with -ECANCELED; one woken but not resumed yet sees -ECANCELED
+ * instead of its wake code, since it still sits in its wait. */
+static inline void co__interrupt(co_task *t) {
+    if (t->flags & CO__T_SUSPENDED) co__wake(t, -ECANCELED);
+    else if ((t->flags & CO__T_INREADY) && t->stack) t->wake = -ECANCELED;
+}
+
+/* Wakes t only if it is parked in co__suspend (hooks may fire while the
+ * task they would wake is running, e.g. it cancelled a future itself). */
+static inline void co__wake_if_parked(co_task *t) {
+    if (t->flags & CO__T_SUSPENDED) co__wake(t, 0);
+}
 
 #endif

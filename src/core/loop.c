@@ -378,7 +378,7 @@ int co_loop_run_until_complete(co_loop *L, co_task *t, void **value) {
 static bool co__can_progress(co_loop *L) {
     if (L->rq_head || L->io_waiters) return true;
     for (uint32_t i = 0; i < L->timers.n; i++)
-        if (L->timers.a[i].t->kind == CO__TM_TASK) return true;
+        if (L->timers.a[i].t->kind != CO__TM_HANDLE) return true; /* wakes a task */
     return false;
 }
 
@@ -443,7 +443,18 @@ int co_loop_free(co_loop *L) {
     co__drop_pending(L); /* what was queued after close (nothing runs it now) */
     /* Tasks that would not finish: drop their stacks and self-references.
      * Handles the user still holds outlive the loop as orphans (loop NULL),
-     * freed by their last co_task_release. */
+     * freed by their last co_task_release. First the combinators' own
+     * records (shields) let go of the tasks they hold, so that the pass
+     * below sees final reference counts and frees nothing twice. */
+    co__list_for_each(it, &L->all) {
+        co_task *t = co__container_of(it, co_task, all);
+        co__list_for_each_safe(n, ntmp, &t->done) {
+            co__waiter *w = co__container_of(n, co__waiter, link);
+            if (w->kind != CO__W_HOOK_OWNED) continue;
+            co__list_remove(&w->link);
+            w->hook(w, NULL);
+        }
+    }
     co__list_for_each_safe(it, tmp, &L->all) {
         co_task *t = co__container_of(it, co_task, all);
         co__list_remove(&t->all);

@@ -169,6 +169,7 @@ static void co__task_entry(void *p) {
     co_task *t = p;
     co__reap(t->loop);
     void *v = t->fn(t->arg);
+    if (co__unlikely(t->scope)) co__scopes_abandoned(t);
     co_loop *L = t->loop;
     if (t->flags & CO__T_INREADY) abort(); /* a finishing task must not be queued */
     if (t->flags & CO__T_FAILSET) {
@@ -227,7 +228,7 @@ void co__fire_done(co_task *t) {
             co__handle *h = co__container_of(w, co__handle, w);
             h->state = CO__H_READY;
             co__rq_push(L, &h->run);
-        } else {
+        } else { /* CO__W_HOOK, CO__W_HOOK_OWNED */
             w->hook(w, t);
         }
     }
@@ -237,6 +238,7 @@ void co__task_finish(co_task *t) {
     co_loop *L = t->loop;
     if (!(t->flags & CO__T_FUTURE)) L->ntasks_live--;
     co__heap_remove(&L->timers, &t->timer);
+    t->finished_at = L->virtual_clock ? L->now : co__clock_ns();
     co__fire_done(t);
     if (L->stop_when == t) L->stopping = true;
 }
@@ -248,7 +250,7 @@ int co__can_suspend(co_task **out) {
     co_task *t = L ? L->cur : NULL;
     if (co__unlikely(!t)) return -CO_ENOTASK;
     *out = t;
-    return (t->flags & CO__T_CANCEL) ? -ECANCELED : 0;
+    return co__cancel_pending(t) ? -ECANCELED : 0;
 }
 
 int co__suspend(co_task *t) {
@@ -268,7 +270,7 @@ co_task *co_current(void) {
 
 bool co_cancelled(void) {
     co_task *t = co_current();
-    return t && (t->flags & CO__T_CANCEL);
+    return t && co__cancel_pending(t);
 }
 
 int co_sleep_ns(int64_t ns) {
@@ -334,7 +336,7 @@ int co_join(co_task *t, void **value) {
     if (t->loop != cur->loop) return co__wrongloop(t->loop, "co_join");
     if (co_task_done(t)) return co__task_outcome(t, value);
     if (t == cur) return -EDEADLK;
-    if (cur->flags & CO__T_CANCEL) return -ECANCELED;
+    if (co__cancel_pending(cur)) return -ECANCELED;
     co__waiter w = {.kind = CO__W_TASK, .task = cur};
     co__list_init(&w.link);
     co__list_append(&t->done, &w.link);
@@ -360,9 +362,8 @@ int co_cancel(co_task *t, const char *msg) {
     }
     t->flags |= CO__T_CANCEL;
     if (t == L->cur) return 1; /* running: its next suspension point fails */
-    if (t->flags & CO__T_SUSPENDED) co__wake(t, -ECANCELED);
-    else if ((t->flags & CO__T_INREADY) && t->stack)
-        t->wake = -ECANCELED; /* woken but not resumed yet: it still sits in its wait */
+    if (t->scope && !co__scope_pending(t)) return 1; /* shielded: delivered when it leaves the shield */
+    co__interrupt(t);
     return 1;
 }
 
@@ -401,12 +402,13 @@ const char *co_task_message(const co_task *t) { return t ? t->msg : NULL; }
 co_loop *co_task_loop(const co_task *t) { return t ? t->loop : NULL; }
 
 co_result co_task_result(co_task *t) {
-    co_result r = {CO_PENDING, NULL, 0, NULL};
+    co_result r = {CO_PENDING, NULL, 0, NULL, 0};
     if (!t || !co_task_done(t)) return r;
     t->flags |= CO__T_RETRIEVED;
     r.state = (co_state)t->state;
     r.value = t->state == CO_DONE ? t->value : NULL;
     r.err = t->state == CO_DONE ? 0 : t->state == CO_CANCELLED ? -ECANCELED : t->err;
     r.msg = t->msg;
+    r.time = (double)t->finished_at * 1e-9;
     return r;
 }

@@ -106,6 +106,8 @@ void co__timer_fire(co_loop *L, co__timer *t) {
     if (t->kind == CO__TM_TASK) {
         co_task *task = co__container_of(t, co_task, timer);
         co__wake(task, 0);
+    } else if (t->kind == CO__TM_SCOPE) {
+        co__scope_fire(L, t);
     } else {
         co__handle *h = co__container_of(t, co__handle, timer);
         h->state = CO__H_READY;
