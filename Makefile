@@ -165,7 +165,8 @@ $(BUILD)/ctx_check: tests/ctx_check.c $(LIBA)
 	$(CC) $(CPPFLAGS) $(ALLCFLAGS) -o $@ $< $(LIBA) $(LDLIBS)
 
 # ---- showcase and benchmarks ------------------------------------------------
-RUN_EXAMPLES := seq_await create_task callback cancel
+RUN_EXAMPLES := seq_await create_task callback cancel \
+    gather gather_cancel gather_errors wait as_completed shield group
 run: all
 	@for e in $(RUN_EXAMPLES); do \
 	    printf '\n=== %s ===\n' "$$e"; \

@@ -51,3 +51,10 @@ Test(examples, seq_await) { check_example("seq_await"); }
 Test(examples, create_task) { check_example("create_task"); }
 Test(examples, callback) { check_example("callback"); }
 Test(examples, cancel) { check_example("cancel"); }
+Test(examples, gather) { check_example("gather"); }
+Test(examples, gather_cancel) { check_example("gather_cancel"); }
+Test(examples, gather_errors) { check_example("gather_errors"); }
+Test(examples, wait) { check_example("wait"); }
+Test(examples, as_completed) { check_example("as_completed"); }
+Test(examples, shield) { check_example("shield"); }
+Test(examples, group) { check_example("group"); }

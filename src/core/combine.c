@@ -38,6 +38,7 @@ struct co__wset {
     size_t first_failed; /* index of the first to finish FAILED, or CO__NONE */
     size_t *order;       /* finishing order (indices), or NULL if not kept */
     size_t nordered;
+    size_t taken;        /* as_completed: order[taken] is the next to yield */
     co__watch *watch;
     co__watch local[CO__WSET_LOCAL];
     size_t local_order[CO__WSET_LOCAL];
@@ -123,6 +124,7 @@ typedef bool (*co__wset_pred)(const co__wset *s);
 static bool co__all_done(const co__wset *s) { return s->ndone == s->n; }
 static bool co__all_done_or_bad(const co__wset *s) { return s->ndone == s->n || s->first_bad != CO__NONE; }
 static bool co__any_done(const co__wset *s) { return s->ndone > 0; }
+static bool co__unyielded(const co__wset *s) { return s->nordered > s->taken; }
 static bool co__all_done_or_failed(const co__wset *s) {
     return s->ndone == s->n || s->first_failed != CO__NONE;
 }
@@ -251,7 +253,6 @@ int co_wait(co_task **tasks, size_t n, int when, double timeout, co_task **done,
 typedef struct co__asc {
     co_loop *loop;
     int64_t deadline;
-    size_t next;     /* order[next] is the next to yield */
     bool timed_out;
     co_task **tasks; /* a copy: the caller's array may go before the iterator */
     co__wset set;
@@ -293,13 +294,14 @@ int co_as_completed_next(co_as_completed *it, co_task **next) {
     int rc = co__caller(&cur);
     if (rc) return rc;
     if (cur->loop != a->loop) return co__wrongloop(a->loop, "co_as_completed_next");
-    if (a->next == a->set.n) return 1;
-    if (a->next == a->set.nordered) {
+    co__wset *s = &a->set;
+    if (s->taken == s->n) return 1;
+    if (s->taken == s->nordered) {
         if (a->timed_out) return -ETIMEDOUT;
-        rc = co__wset_wait(&a->set, cur, co__any_done, a->deadline, true);
+        rc = co__wset_wait(s, cur, co__unyielded, a->deadline, true);
     }
-    if (a->next < a->set.nordered) { /* a result wins over a timeout in the same turn */
-        *next = a->tasks[a->set.order[a->next++]];
+    if (s->taken < s->nordered) { /* a result wins over a timeout in the same turn */
+        *next = a->tasks[s->order[s->taken++]];
         return 0;
     }
     if (rc == -ETIMEDOUT) a->timed_out = true;
