@@ -188,5 +188,9 @@ void co__scopes_abandoned(co_task *t) {
     size_t pad = (size_t)(here - lo) + 512;
     volatile char *gap = __builtin_alloca(pad);
     gap[0] = 0;
+#if CO__ASAN
+    /* ASan poisons the redzones of the alloca, which may cover a scope */
+    __asan_unpoison_memory_region(lo, (size_t)(here - lo));
+#endif
     co__scopes_close_all(t);
 }
