@@ -68,7 +68,7 @@ typedef struct co_result {
     void *value;      /* CO_DONE: what the task returned */
     int err;          /* CO_FAILED: negative error; CO_CANCELLED: -ECANCELED; else 0 */
     const char *msg;  /* failure or cancel message (may be NULL), owned by the task */
-    double time;      /* when it finished, on the co_time() scale */
+    double time;      /* when it finished: co_time() as of that loop turn */
 } co_result;
 
 /* ---- loops ------------------------------------------------------------ */

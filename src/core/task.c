@@ -238,7 +238,7 @@ void co__task_finish(co_task *t) {
     co_loop *L = t->loop;
     if (!(t->flags & CO__T_FUTURE)) L->ntasks_live--;
     co__heap_remove(&L->timers, &t->timer);
-    t->finished_at = L->virtual_clock ? L->now : co__clock_ns();
+    t->finished_at = L->now; /* the turn's clock: a clock read per finish costs 13% of a spawn */
     co__fire_done(t);
     if (L->stop_when == t) L->stopping = true;
 }
