@@ -447,6 +447,21 @@ static void *wait_for_same_instant(void *arg) {
 }
 Test(wait_for, result_at_the_same_instant_as_timeout_wins) { tu_run_ok(wait_for_same_instant, NULL); }
 
+/* The other order: our timeout is armed first, so it runs first, while the
+ * task's sleep has ended but its body has not run on: the timeout wins,
+ * as in asyncio (deterministic either way). */
+static void *wait_for_same_instant_timeout_first(void *arg) {
+    co_task *t = spawn_ms(sleep_ms, 1000);
+    cr_assert_eq(co_wait_for(t, 1.0, NULL), -ETIMEDOUT);
+    cr_assert_float_eq(co_time(), 1.0, 1e-9);
+    cr_assert_eq(co_task_state(t), CO_CANCELLED);
+    co_task_release(t);
+    return NULL;
+}
+Test(wait_for, timeout_armed_first_wins_the_same_instant) {
+    tu_run_ok(wait_for_same_instant_timeout_first, NULL);
+}
+
 static void *fails_in_cleanup(void *arg) {
     if (co_sleep(60) == -ECANCELED) return co_fail(-EPIPE, "cleanup failed");
     return NULL;

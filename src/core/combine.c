@@ -328,8 +328,9 @@ int co_wait_for(co_task *t, double timeout, void **value) {
     if (t == cur) return -EDEADLK;
     co__wset s;
     if ((rc = co__wset_init(&s, &t, 1, false))) return rc;
+    /* co__wset_wait looks at the task before the clock: a task that
+     * finished in the turn the timeout fired, before we ran, wins. */
     rc = co__wset_wait(&s, cur, co__all_done, co__deadline(cur->loop, timeout), true);
-    if (rc && co_task_done(t)) rc = 0; /* finished in the same turn: its result wins */
     if (rc == -ETIMEDOUT || rc == -ECANCELED) {
         int why = rc;
         co__wset_cancel_all(&s, cur, why == -ETIMEDOUT ? "co_wait_for: timed out" : NULL);
