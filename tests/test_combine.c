@@ -182,6 +182,11 @@ static void *gather_bad_args(void *arg) {
     cr_assert_eq(co_gather(t, 1, NULL, 42), -EINVAL);
     cr_assert_eq(co_gather(NULL, 1, NULL, 0), -EINVAL);
     cr_assert_eq(co_gather(NULL, 0, NULL, 0), 0, "nothing to wait for");
+    co_task *self[2] = {t[0], co_current()};
+    cr_assert_eq(co_gather(self, 2, NULL, 0), -EDEADLK);
+    cr_assert_eq(co_wait(self, 2, CO_ALL_COMPLETED, -1, NULL, NULL, NULL, NULL), -EDEADLK);
+    co_as_completed it;
+    cr_assert_eq(co_as_completed_init(&it, self, 2, -1), -EDEADLK);
     cr_assert_eq(co_gather(t, 1, NULL, 0), 0);
     co_task_release(t[0]);
     return NULL;

@@ -36,6 +36,7 @@ enum {
  *   -ECANCELED    the calling task was cancelled (results hold every child)
  *   -EINVAL       tasks NULL with n > 0, a NULL task, or unknown flags
  *   -CO_ENOTASK   not called from a task
+ *   -EDEADLK      the calling task is among the tasks
  *   -CO_EWRONGLOOP a task belongs to another loop
  *   -ENOMEM       more than 8 tasks and no memory to track them */
 CO_API int co_gather(co_task **tasks, size_t n, co_result *results, int flags);
@@ -60,7 +61,7 @@ enum {
  *                 either: look at *npending)
  *   -ECANCELED    the calling task was cancelled (the sets are filled too)
  *   -EINVAL       n == 0, NULL tasks, unknown `when`, NaN timeout
- *   -CO_ENOTASK / -CO_EWRONGLOOP / -ENOMEM as co_gather */
+ *   -CO_ENOTASK / -EDEADLK / -CO_EWRONGLOOP / -ENOMEM as co_gather */
 CO_API int co_wait(co_task **tasks, size_t n, int when, double timeout, co_task **done,
                    size_t *ndone, co_task **pending, size_t *npending);
 
@@ -75,7 +76,8 @@ CO_API int co_wait(co_task **tasks, size_t n, int when, double timeout, co_task 
 typedef struct co_as_completed {
     void *_priv;
 } co_as_completed;
-/* 0, or -EINVAL, -CO_ENOLOOP (no loop on this thread), -CO_EWRONGLOOP, -ENOMEM. */
+/* 0, or -EINVAL, -CO_ENOLOOP (no loop on this thread), -CO_EWRONGLOOP,
+ * -EDEADLK (the calling task is among the tasks), -ENOMEM. */
 CO_API int co_as_completed_init(co_as_completed *it, co_task **tasks, size_t n, double timeout);
 /* Stores the next finished task in *next (the caller's pointer from the
  * array). Returns
@@ -97,6 +99,7 @@ CO_API void co_as_completed_fini(co_as_completed *it);
  *                cancelled for the timeout)
  *   -ETIMEDOUT   the timeout passed; t has finished (cancelled)
  *   -ECANCELED   t was cancelled by someone else, or the caller was
+ *   -EDEADLK      t is the calling task
  *   -EINVAL / -CO_ENOTASK / -CO_EWRONGLOOP */
 CO_API int co_wait_for(co_task *t, double timeout, void **value);
 

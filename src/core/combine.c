@@ -60,12 +60,14 @@ static void co__wset_hook(co__waiter *w, co_task *finished) {
     if (s->waiter) co__wake_if_parked(s->waiter);
 }
 
-/* Checks the tasks: non-NULL, of loop L (or finished and orphaned). */
-static int co__check_tasks(co_loop *L, co_task **tasks, size_t n, const char *what) {
+/* Checks the tasks: non-NULL, of loop L (or finished and orphaned), not
+ * the caller itself (cur; NULL outside tasks), which would wait forever. */
+static int co__check_tasks(co_loop *L, co_task *cur, co_task **tasks, size_t n, const char *what) {
     if (n && !tasks) return -EINVAL;
     for (size_t i = 0; i < n; i++) {
         co_task *t = tasks[i];
         if (!t) return -EINVAL;
+        if (t == cur) return -EDEADLK;
         if (t->loop != L && !(t->loop == NULL && co_task_done(t))) return co__wrongloop(t->loop, what);
     }
     return 0;
@@ -200,7 +202,7 @@ int co_gather(co_task **tasks, size_t n, co_result *results, int flags) {
     int rc = co__caller(&cur);
     if (rc) return rc;
     if (flags & ~CO_RETURN_ERRORS) return -EINVAL;
-    if ((rc = co__check_tasks(cur->loop, tasks, n, "co_gather"))) return rc;
+    if ((rc = co__check_tasks(cur->loop, cur, tasks, n, "co_gather"))) return rc;
     co__wset s;
     if ((rc = co__wset_init(&s, tasks, n, false))) return rc;
     bool all = flags & CO_RETURN_ERRORS;
@@ -229,7 +231,7 @@ int co_wait(co_task **tasks, size_t n, int when, double timeout, co_task **done,
     case CO_FIRST_ERROR: pred = co__all_done_or_failed; break;
     default: return -EINVAL;
     }
-    if ((rc = co__check_tasks(cur->loop, tasks, n, "co_wait"))) return rc;
+    if ((rc = co__check_tasks(cur->loop, cur, tasks, n, "co_wait"))) return rc;
     co__wset s;
     if ((rc = co__wset_init(&s, tasks, n, true))) return rc;
     rc = co__wset_wait(&s, cur, pred, co__deadline(cur->loop, timeout), true);
@@ -265,7 +267,7 @@ int co_as_completed_init(co_as_completed *it, co_task **tasks, size_t n, double 
     int err = 0;
     co_loop *L = co__loop_get(&err);
     if (!L) return err;
-    int rc = co__check_tasks(L, tasks, n, "co_as_completed_init");
+    int rc = co__check_tasks(L, co_current(), tasks, n, "co_as_completed_init");
     if (rc) return rc;
     co__asc *a = calloc(1, sizeof *a);
     co_task **copy = malloc((n ? n : 1) * sizeof *copy);
@@ -324,8 +326,7 @@ int co_wait_for(co_task *t, double timeout, void **value) {
     int rc = co__caller(&cur);
     if (rc) return rc;
     if (!t || isnan(timeout)) return -EINVAL;
-    if ((rc = co__check_tasks(cur->loop, &t, 1, "co_wait_for"))) return rc;
-    if (t == cur) return -EDEADLK;
+    if ((rc = co__check_tasks(cur->loop, cur, &t, 1, "co_wait_for"))) return rc;
     co__wset s;
     if ((rc = co__wset_init(&s, &t, 1, false))) return rc;
     /* co__wset_wait looks at the task before the clock: a task that
@@ -388,7 +389,7 @@ co_future *co_shield(co_task *t) {
         errno = -err;
         return NULL;
     }
-    if ((err = co__check_tasks(L, &t, 1, "co_shield"))) {
+    if ((err = co__check_tasks(L, NULL, &t, 1, "co_shield"))) {
         errno = -err;
         return NULL;
     }
