@@ -50,7 +50,8 @@ else
   ARCH_SRC += src/arch/ctx_$(ARCH).c src/arch/switch_$(ARCH).S
 endif
 CORE_SRC := $(wildcard src/core/*.c)
-LIB_SRC := $(ARCH_SRC) $(CORE_SRC)
+SYNC_SRC := $(wildcard src/sync/*.c)
+LIB_SRC := $(ARCH_SRC) $(CORE_SRC) $(SYNC_SRC)
 LIB_OBJ := $(patsubst src/%,$(BUILD)/obj/%.o,$(LIB_SRC))
 
 EXAMPLES := $(patsubst examples/%.c,%,$(wildcard examples/*.c))

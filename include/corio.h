@@ -3,6 +3,7 @@
  * Include this one header; it pulls in every public sub-header:
  *   corio/error.h  error codes, co_strerror, co_err_name
  *   corio/core.h   loops, tasks, futures, callbacks, timers, cancellation
+ *   corio/sync.h   mutex, event, condition, semaphore, barrier, queue
  *
  * Conventions (the same in every sub-header):
  *   - public names co_*, macros CO_*; nothing else is exported;
@@ -22,5 +23,6 @@
 
 #include "corio/error.h"
 #include "corio/core.h"
+#include "corio/sync.h"
 
 #endif
