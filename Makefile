@@ -166,7 +166,7 @@ $(BUILD)/ctx_check: tests/ctx_check.c $(LIBA)
 	$(CC) $(CPPFLAGS) $(ALLCFLAGS) -o $@ $< $(LIBA) $(LDLIBS)
 
 # ---- showcase and benchmarks ------------------------------------------------
-RUN_EXAMPLES := seq_await create_task callback cancel
+RUN_EXAMPLES := seq_await create_task callback cancel producer_consumer rate_limit
 run: all
 	@for e in $(RUN_EXAMPLES); do \
 	    printf '\n=== %s ===\n' "$$e"; \

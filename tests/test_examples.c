@@ -51,3 +51,5 @@ Test(examples, seq_await) { check_example("seq_await"); }
 Test(examples, create_task) { check_example("create_task"); }
 Test(examples, callback) { check_example("callback"); }
 Test(examples, cancel) { check_example("cancel"); }
+Test(examples, producer_consumer) { check_example("producer_consumer"); }
+Test(examples, rate_limit) { check_example("rate_limit"); }
