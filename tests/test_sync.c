@@ -3,25 +3,9 @@
  * suspends (cancelled while waiting: as if it never waited; granted and
  * cancelled before it resumed: the grant passes on), destroy with waiters.
  * Queues are in test_sync_queue.c, wrong-loop use in test_sync_loop.c. */
-#include "testutil.h"
+#include "test_sync.h"
 
 #include <stdint.h>
-
-/* Lets every ready task run until nothing is left to run this instant. */
-static void settle(void) {
-    for (int i = 0; i < 8; i++) cr_assert_eq(co_yield(), 0);
-}
-
-static co_task *spawn_named(co_fn fn, const char *name) {
-    co_task *t = co_spawn_opts(fn, (void *)name, &(co_task_opts){.name = name});
-    cr_assert_not_null(t);
-    return t;
-}
-
-static void join_release(co_task *t) {
-    co_join(t, NULL);
-    co_task_release(t);
-}
 
 /* ======================================================================= mutex */
 

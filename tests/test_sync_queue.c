@@ -4,7 +4,7 @@
  * destroy, and the cancellation rules at get, put and join: cancelled
  * while waiting, nothing moves; handed an item (or a slot) and cancelled
  * before resuming, the item goes back in its place (the slot passes on). */
-#include "testutil.h"
+#include "test_sync.h"
 
 #include <stdint.h>
 
@@ -12,21 +12,6 @@
 #define N(p) ((int)(intptr_t)(p))
 
 static co_queue Q;
-
-static void settle(void) {
-    for (int i = 0; i < 8; i++) cr_assert_eq(co_yield(), 0);
-}
-
-static co_task *spawn_named(co_fn fn, const char *name) {
-    co_task *t = co_spawn_opts(fn, (void *)name, &(co_task_opts){.name = name});
-    cr_assert_not_null(t);
-    return t;
-}
-
-static void join_release(co_task *t) {
-    co_join(t, NULL);
-    co_task_release(t);
-}
 
 /* Drains the queue with try_get into a string "1 2 3". */
 static const char *drain(void) {

@@ -59,10 +59,10 @@ extern "C" {
 /* Opaque storage, sized for the library's own structs (checked when the
  * library is built). */
 typedef struct co_mutex { uint64_t _priv[6]; } co_mutex;
-typedef struct co_event { uint64_t _priv[4]; } co_event;
+typedef struct co_event { uint64_t _priv[6]; } co_event;
 typedef struct co_cond { uint64_t _priv[6]; } co_cond;
 typedef struct co_sem { uint64_t _priv[7]; } co_sem;
-typedef struct co_barrier { uint64_t _priv[5]; } co_barrier;
+typedef struct co_barrier { uint64_t _priv[7]; } co_barrier;
 typedef struct co_queue { uint64_t _priv[24]; } co_queue;
 
 /* ---- co_mutex (asyncio.Lock) --------------------------------------------------

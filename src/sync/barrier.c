@@ -7,14 +7,11 @@
  * the round as if it had never arrived; one cancelled after the round
  * passed returns -ECANCELED and the round stands for the others.
  */
-#include <errno.h>
-#include <stdlib.h>
-
 #include "internal.h"
 
 typedef struct co__barrier {
     co_loop *loop;
-    co__list waiting;  /* co__swait, arrival order */
+    co__waitq wq;      /* waiting: arrival order; granted: unused (passed waiters are unlinked) */
     unsigned parties;
     unsigned nwaiting;
     bool broken;
@@ -34,35 +31,23 @@ int co_barrier_init(co_barrier *pb, unsigned parties) {
     b->parties = parties;
     b->nwaiting = 0;
     b->broken = false;
-    co__list_init(&b->waiting);
+    co__waitq_init(&b->wq);
     return 0;
 }
 
 int co_barrier_destroy(co_barrier *pb) {
     co__barrier *b = co__bar(pb);
-    int rc = co__sync_check_waiters(&b->loop, "co_barrier_destroy", b->nwaiting != 0);
-    if (rc) return rc;
-    co__swait_fail_all(&b->waiting, -CO_ECLOSED);
-    b->nwaiting = 0;
-    return 0;
+    int rc = co__waitq_close(&b->wq, &b->loop, "co_barrier_destroy");
+    if (rc == 0) b->nwaiting = 0;
+    return rc;
 }
 
 co_barrier *co_barrier_new(unsigned parties) {
-    if (!parties) {
-        errno = EINVAL;
-        return NULL;
-    }
     co_barrier *b = malloc(sizeof *b);
-    if (b) co_barrier_init(b, parties);
-    return b;
+    return co__sync_made(b, b ? co_barrier_init(b, parties) : -ENOMEM);
 }
 
-int co_barrier_free(co_barrier *b) {
-    if (!b) return 0;
-    int rc = co_barrier_destroy(b);
-    if (rc == 0) free(b);
-    return rc;
-}
+int co_barrier_free(co_barrier *b) { return co__sync_freed(b, b ? co_barrier_destroy(b) : 0); }
 
 int co_barrier_wait(co_barrier *pb, unsigned *index) {
     co__barrier *b = co__bar(pb);
@@ -73,7 +58,7 @@ int co_barrier_wait(co_barrier *pb, unsigned *index) {
     if (b->nwaiting + 1 == b->parties) { /* the last one: the round passes */
         unsigned i = 0;
         co__swait *w;
-        while ((w = co__swait_first(&b->waiting))) {
+        while ((w = co__swait_first(&b->wq.waiting))) {
             w->index = i++;
             co__swait_grant(w, NULL);
         }
@@ -83,7 +68,7 @@ int co_barrier_wait(co_barrier *pb, unsigned *index) {
     }
     co__swait w;
     b->nwaiting++;
-    rc = co__swait_park(&b->waiting, &w, t, true);
+    rc = co__swait_park(&b->wq.waiting, &w, t, true);
     if (w.state == CO__SW_WAITING) b->nwaiting--; /* cancelled: never arrived */
     if (w.state == CO__SW_GRANTED && !rc && index) *index = w.index;
     return co__swait_result(&w, rc);
@@ -94,7 +79,7 @@ static int co__barrier_break(co__barrier *b, const char *what, bool broken) {
     int rc = co__sync_check(&b->loop, what);
     if (rc) return rc;
     b->broken = broken;
-    co__swait_fail_all(&b->waiting, -CO_EBROKEN);
+    co__swait_fail_all(&b->wq.waiting, -CO_EBROKEN);
     b->nwaiting = 0;
     return 0;
 }

@@ -8,17 +8,14 @@
  * out cancelled, it passes the notification to the next waiter, so no
  * notify is swallowed.
  */
-#include <errno.h>
 #include <limits.h>
-#include <stdlib.h>
 
 #include "internal.h"
 
 typedef struct co__cond {
     co_loop *loop;
     co__mutex *m;
-    co__list waiting; /* co__swait, FIFO */
-    co__list granted; /* notified, not resumed yet */
+    co__waitq wq; /* granted: notified, not resumed yet */
 } co__cond;
 
 CO__SYNC_CHECK_SIZE(co_cond, co__cond);
@@ -30,43 +27,27 @@ int co_cond_init(co_cond *pc, co_mutex *m) {
     co__cond *c = co__cv(pc);
     c->m = co__mx(m);
     c->loop = c->m->loop ? c->m->loop : co__tls_loop;
-    co__list_init(&c->waiting);
-    co__list_init(&c->granted);
+    co__waitq_init(&c->wq);
     return 0;
 }
 
 int co_cond_destroy(co_cond *pc) {
     co__cond *c = co__cv(pc);
-    bool waiters = !co__list_empty(&c->waiting) || !co__list_empty(&c->granted);
-    int rc = co__sync_check_waiters(&c->loop, "co_cond_destroy", waiters);
-    if (rc) return rc;
-    co__swait_fail_all(&c->waiting, -CO_ECLOSED);
-    co__swait_fail_all(&c->granted, -CO_ECLOSED);
-    return 0;
+    return co__waitq_close(&c->wq, &c->loop, "co_cond_destroy");
 }
 
 co_cond *co_cond_new(co_mutex *m) {
-    if (!m) {
-        errno = EINVAL;
-        return NULL;
-    }
     co_cond *c = malloc(sizeof *c);
-    if (c) co_cond_init(c, m);
-    return c;
+    return co__sync_made(c, c ? co_cond_init(c, m) : -ENOMEM);
 }
 
-int co_cond_free(co_cond *c) {
-    if (!c) return 0;
-    int rc = co_cond_destroy(c);
-    if (rc == 0) free(c);
-    return rc;
-}
+int co_cond_free(co_cond *c) { return co__sync_freed(c, c ? co_cond_destroy(c) : 0); }
 
 static int co__cond_wake(co__cond *c, int n) {
     int woken = 0;
     co__swait *w;
-    while (woken < n && (w = co__swait_first(&c->waiting))) {
-        co__swait_grant(w, &c->granted);
+    while (woken < n && (w = co__swait_first(&c->wq.waiting))) {
+        co__swait_grant(w, &c->wq.granted);
         woken++;
     }
     return woken;
@@ -84,7 +65,7 @@ static int co__cond_enter(co__cond *c, const char *what, co_task **t) {
 static int co__cond_wait(co__cond *c, co_task *t) {
     co__mutex_release(c->m);
     co__swait w;
-    int rc = co__swait_park(&c->waiting, &w, t, true);
+    int rc = co__swait_park(&c->wq.waiting, &w, t, true);
     if (w.state == CO__SW_FAILED) return w.err; /* destroyed: do not touch the mutex */
     if (w.state == CO__SW_GRANTED && rc) co__cond_wake(c, 1); /* notified, then cancelled */
     int lrc = co__mutex_lock_uncancellable(c->m, t);

@@ -4,14 +4,11 @@
  * woken waiter never touches the event again, so nothing is left to pass
  * on if it turns out cancelled (it returns -ECANCELED, as co_join does).
  */
-#include <errno.h>
-#include <stdlib.h>
-
 #include "internal.h"
 
 typedef struct co__event {
     co_loop *loop;
-    co__list waiting; /* co__swait */
+    co__waitq wq; /* granted: unused (woken waiters are unlinked) */
     bool set;
 } co__event;
 
@@ -23,30 +20,21 @@ int co_event_init(co_event *pe) {
     co__event *e = co__ev(pe);
     e->loop = co__tls_loop;
     e->set = false;
-    co__list_init(&e->waiting);
+    co__waitq_init(&e->wq);
     return 0;
 }
 
 int co_event_destroy(co_event *pe) {
     co__event *e = co__ev(pe);
-    int rc = co__sync_check_waiters(&e->loop, "co_event_destroy", !co__list_empty(&e->waiting));
-    if (rc) return rc;
-    co__swait_fail_all(&e->waiting, -CO_ECLOSED);
-    return 0;
+    return co__waitq_close(&e->wq, &e->loop, "co_event_destroy");
 }
 
 co_event *co_event_new(void) {
     co_event *e = malloc(sizeof *e);
-    if (e) co_event_init(e);
-    return e;
+    return co__sync_made(e, e ? co_event_init(e) : -ENOMEM);
 }
 
-int co_event_free(co_event *e) {
-    if (!e) return 0;
-    int rc = co_event_destroy(e);
-    if (rc == 0) free(e);
-    return rc;
-}
+int co_event_free(co_event *e) { return co__sync_freed(e, e ? co_event_destroy(e) : 0); }
 
 int co_event_wait(co_event *pe) {
     co__event *e = co__ev(pe);
@@ -55,7 +43,7 @@ int co_event_wait(co_event *pe) {
     if (rc || (rc = co__can_suspend(&t))) return rc;
     if (e->set) return 0;
     co__swait w;
-    rc = co__swait_park(&e->waiting, &w, t, true);
+    rc = co__swait_park(&e->wq.waiting, &w, t, true);
     return co__swait_result(&w, rc);
 }
 
@@ -66,7 +54,7 @@ int co_event_set(co_event *pe) {
     if (e->set) return 0;
     e->set = true;
     co__swait *w;
-    while ((w = co__swait_first(&e->waiting))) co__swait_grant(w, NULL);
+    while ((w = co__swait_first(&e->wq.waiting))) co__swait_grant(w, NULL);
     return 0;
 }
 

@@ -21,6 +21,9 @@
 #ifndef CO_SYNC_INTERNAL_H
 #define CO_SYNC_INTERNAL_H
 
+#include <errno.h>
+#include <stdlib.h>
+
 #include "../core/internal.h"
 #include "corio/sync.h"
 
@@ -50,6 +53,21 @@ int co__sync_task(co_loop **loop, const char *what, co_task **t);
 /* For destroy: the loop check matters only when someone must be woken. */
 static inline int co__sync_check_waiters(co_loop **loop, const char *what, bool waiters) {
     return waiters ? co__sync_check(loop, what) : 0;
+}
+
+/* The tails of co_X_new and co_X_free: p was allocated and initialised
+ * with result rc / destroyed with result rc. */
+static inline void *co__sync_made(void *p, int rc) {
+    if (rc) {
+        free(p);
+        errno = -rc;
+        return NULL;
+    }
+    return p;
+}
+static inline int co__sync_freed(void *p, int rc) {
+    if (rc == 0) free(p);
+    return rc;
 }
 
 static inline co__swait *co__swait_first(co__list *l) {
@@ -97,6 +115,28 @@ static inline void co__swait_fail_all(co__list *l, int err) {
     while ((w = co__swait_first(l))) co__swait_fail(w, err);
 }
 
+/* The waiters of a primitive that grants one thing at a time. */
+typedef struct co__waitq {
+    co__list waiting; /* co__swait, FIFO */
+    co__list granted; /* granted, not resumed yet (empty where grants need no follow-up) */
+} co__waitq;
+
+static inline void co__waitq_init(co__waitq *q) {
+    co__list_init(&q->waiting);
+    co__list_init(&q->granted);
+}
+
+/* Destroy: wakes every waiter, granted or not, with -CO_ECLOSED. 0, or
+ * -CO_EWRONGLOOP (someone waits and the caller is not on the loop). */
+static inline int co__waitq_close(co__waitq *q, co_loop **loop, const char *what) {
+    bool waiters = !co__list_empty(&q->waiting) || !co__list_empty(&q->granted);
+    int rc = co__sync_check_waiters(loop, what, waiters);
+    if (rc) return rc;
+    co__swait_fail_all(&q->waiting, -CO_ECLOSED);
+    co__swait_fail_all(&q->granted, -CO_ECLOSED);
+    return 0;
+}
+
 /* The opaque public struct as the library's own (sizes checked in each .c). */
 #define CO__SYNC_CHECK_SIZE(pub, priv)                                                  \
     _Static_assert(sizeof(pub) >= sizeof(priv) && _Alignof(pub) >= _Alignof(priv), \
@@ -106,8 +146,7 @@ static inline void co__swait_fail_all(co__list *l, int err) {
 typedef struct co__mutex {
     co_loop *loop;
     uint64_t owner;    /* id of the holding task (ids start at 1); 0: unlocked */
-    co__list waiting;  /* co__swait, FIFO */
-    co__list granted;  /* the waiter handed the mutex, until it resumes */
+    co__waitq wq;      /* granted: the waiter handed the mutex, until it resumes */
 } co__mutex;
 
 static inline co__mutex *co__mx(co_mutex *m) { return (co__mutex *)(void *)m; }

@@ -7,9 +7,6 @@
  * The owner is kept as a task id, not a pointer: task structs are
  * recycled, ids are not.
  */
-#include <errno.h>
-#include <stdlib.h>
-
 #include "internal.h"
 
 CO__SYNC_CHECK_SIZE(co_mutex, co__mutex);
@@ -18,59 +15,52 @@ int co_mutex_init(co_mutex *pm) {
     co__mutex *m = co__mx(pm);
     m->loop = co__tls_loop;
     m->owner = 0;
-    co__list_init(&m->waiting);
-    co__list_init(&m->granted);
+    co__waitq_init(&m->wq);
     return 0;
 }
 
 int co_mutex_destroy(co_mutex *pm) {
     co__mutex *m = co__mx(pm);
-    bool waiters = !co__list_empty(&m->waiting) || !co__list_empty(&m->granted);
-    int rc = co__sync_check_waiters(&m->loop, "co_mutex_destroy", waiters);
-    if (rc) return rc;
-    co__swait_fail_all(&m->waiting, -CO_ECLOSED);
-    co__swait_fail_all(&m->granted, -CO_ECLOSED);
-    m->owner = 0;
-    return 0;
+    int rc = co__waitq_close(&m->wq, &m->loop, "co_mutex_destroy");
+    if (rc == 0) m->owner = 0;
+    return rc;
 }
 
 co_mutex *co_mutex_new(void) {
     co_mutex *m = malloc(sizeof *m);
-    if (!m) return NULL; /* errno: ENOMEM */
-    co_mutex_init(m);
-    return m;
+    return co__sync_made(m, m ? co_mutex_init(m) : -ENOMEM);
 }
 
-int co_mutex_free(co_mutex *m) {
-    if (!m) return 0;
-    int rc = co_mutex_destroy(m);
-    if (rc == 0) free(m);
-    return rc;
-}
+int co_mutex_free(co_mutex *m) { return co__sync_freed(m, m ? co_mutex_destroy(m) : 0); }
 
 void co__mutex_release(co__mutex *m) {
-    co__swait *w = co__swait_first(&m->waiting);
+    co__swait *w = co__swait_first(&m->wq.waiting);
     if (!w) {
         m->owner = 0;
         return;
     }
     m->owner = w->task->id;
-    co__swait_grant(w, &m->granted);
+    co__swait_grant(w, &m->wq.granted);
+}
+
+/* The checks of lock and trylock: the right loop, a task, not the owner. */
+static int co__mutex_enter(co__mutex *m, const char *what, co_task **t) {
+    int rc = co__sync_task(&m->loop, what, t);
+    if (rc) return rc;
+    return m->owner == (*t)->id ? -EDEADLK : 0;
 }
 
 int co_mutex_lock(co_mutex *pm) {
     co__mutex *m = co__mx(pm);
     co_task *t;
-    int rc = co__sync_task(&m->loop, "co_mutex_lock", &t);
-    if (rc) return rc;
-    if (m->owner == t->id) return -EDEADLK;
-    if ((rc = co__can_suspend(&t))) return rc;
+    int rc = co__mutex_enter(m, "co_mutex_lock", &t);
+    if (rc || (rc = co__can_suspend(&t))) return rc;
     if (!m->owner) {
         m->owner = t->id;
         return 0;
     }
     co__swait w;
-    rc = co__swait_park(&m->waiting, &w, t, true);
+    rc = co__swait_park(&m->wq.waiting, &w, t, true);
     if (w.state == CO__SW_GRANTED && rc) co__mutex_release(m); /* handed it, then cancelled */
     return co__swait_result(&w, rc);
 }
@@ -81,16 +71,15 @@ int co__mutex_lock_uncancellable(co__mutex *m, co_task *t) {
         return 0;
     }
     co__swait w;
-    co__swait_park(&m->waiting, &w, t, false);
+    co__swait_park(&m->wq.waiting, &w, t, false);
     return w.state == CO__SW_GRANTED ? 0 : w.err;
 }
 
 int co_mutex_trylock(co_mutex *pm) {
     co__mutex *m = co__mx(pm);
     co_task *t;
-    int rc = co__sync_task(&m->loop, "co_mutex_trylock", &t);
+    int rc = co__mutex_enter(m, "co_mutex_trylock", &t);
     if (rc) return rc;
-    if (m->owner == t->id) return -EDEADLK;
     if (m->owner) return -EAGAIN;
     m->owner = t->id;
     return 0;

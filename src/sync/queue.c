@@ -20,8 +20,6 @@
  * item back or inserting a reserved one never allocates (and never fails).
  * Only a put that takes a fresh slot may grow it.
  */
-#include <errno.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
@@ -255,22 +253,10 @@ int co_queue_destroy(co_queue *pq) {
 
 co_queue *co_queue_new(const co_queue_opts *opts) {
     co_queue *q = malloc(sizeof *q);
-    if (!q) return NULL;
-    int rc = co_queue_init(q, opts);
-    if (rc) {
-        free(q);
-        errno = -rc;
-        return NULL;
-    }
-    return q;
+    return co__sync_made(q, q ? co_queue_init(q, opts) : -ENOMEM);
 }
 
-int co_queue_free(co_queue *q) {
-    if (!q) return 0;
-    int rc = co_queue_destroy(q);
-    if (rc == 0) free(q);
-    return rc;
-}
+int co_queue_free(co_queue *q) { return co__sync_freed(q, q ? co_queue_destroy(q) : 0); }
 
 /* ---- put and get -------------------------------------------------------------------------- */
 

@@ -5,16 +5,13 @@
  * so a task that comes later cannot take it first; a waiter handed a permit
  * and cancelled before it resumed gives it back the same way.
  */
-#include <errno.h>
 #include <limits.h>
-#include <stdlib.h>
 
 #include "internal.h"
 
 typedef struct co__sem {
     co_loop *loop;
-    co__list waiting; /* co__swait, FIFO */
-    co__list granted; /* handed a permit, not resumed yet */
+    co__waitq wq;     /* granted: handed a permit, not resumed yet */
     unsigned value;   /* free permits */
     unsigned bound;   /* CO_SEM_BOUNDED: the initial value; else UINT_MAX */
 } co__sem;
@@ -29,44 +26,26 @@ int co_sem_init(co_sem *ps, unsigned value, int flags) {
     s->loop = co__tls_loop;
     s->value = value;
     s->bound = (flags & CO_SEM_BOUNDED) ? value : UINT_MAX;
-    co__list_init(&s->waiting);
-    co__list_init(&s->granted);
+    co__waitq_init(&s->wq);
     return 0;
 }
 
 int co_sem_destroy(co_sem *ps) {
     co__sem *s = co__sm(ps);
-    bool waiters = !co__list_empty(&s->waiting) || !co__list_empty(&s->granted);
-    int rc = co__sync_check_waiters(&s->loop, "co_sem_destroy", waiters);
-    if (rc) return rc;
-    co__swait_fail_all(&s->waiting, -CO_ECLOSED);
-    co__swait_fail_all(&s->granted, -CO_ECLOSED);
-    return 0;
+    return co__waitq_close(&s->wq, &s->loop, "co_sem_destroy");
 }
 
 co_sem *co_sem_new(unsigned value, int flags) {
     co_sem *s = malloc(sizeof *s);
-    if (!s) return NULL;
-    int rc = co_sem_init(s, value, flags);
-    if (rc) {
-        free(s);
-        errno = -rc;
-        return NULL;
-    }
-    return s;
+    return co__sync_made(s, s ? co_sem_init(s, value, flags) : -ENOMEM);
 }
 
-int co_sem_free(co_sem *s) {
-    if (!s) return 0;
-    int rc = co_sem_destroy(s);
-    if (rc == 0) free(s);
-    return rc;
-}
+int co_sem_free(co_sem *s) { return co__sync_freed(s, s ? co_sem_destroy(s) : 0); }
 
 /* A permit comes back: to the first waiter, or to the count. */
 static void co__sem_give(co__sem *s) {
-    co__swait *w = co__swait_first(&s->waiting);
-    if (w) co__swait_grant(w, &s->granted);
+    co__swait *w = co__swait_first(&s->wq.waiting);
+    if (w) co__swait_grant(w, &s->wq.granted);
     else s->value++;
 }
 
@@ -80,7 +59,7 @@ int co_sem_acquire(co_sem *ps) {
         return 0;
     }
     co__swait w;
-    rc = co__swait_park(&s->waiting, &w, t, true);
+    rc = co__swait_park(&s->wq.waiting, &w, t, true);
     if (w.state == CO__SW_GRANTED && rc) co__sem_give(s); /* handed a permit, then cancelled */
     return co__swait_result(&w, rc);
 }
