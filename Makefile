@@ -50,7 +50,8 @@ else
   ARCH_SRC += src/arch/ctx_$(ARCH).c src/arch/switch_$(ARCH).S
 endif
 CORE_SRC := $(wildcard src/core/*.c)
-LIB_SRC := $(ARCH_SRC) $(CORE_SRC)
+SYNC_SRC := $(wildcard src/sync/*.c)
+LIB_SRC := $(ARCH_SRC) $(CORE_SRC) $(SYNC_SRC)
 LIB_OBJ := $(patsubst src/%,$(BUILD)/obj/%.o,$(LIB_SRC))
 
 EXAMPLES := $(patsubst examples/%.c,%,$(wildcard examples/*.c))
@@ -166,7 +167,8 @@ $(BUILD)/ctx_check: tests/ctx_check.c $(LIBA)
 
 # ---- showcase and benchmarks ------------------------------------------------
 RUN_EXAMPLES := seq_await create_task callback cancel \
-    gather gather_cancel gather_errors wait as_completed shield group
+    gather gather_cancel gather_errors wait as_completed shield group \
+    producer_consumer rate_limit
 run: all
 	@for e in $(RUN_EXAMPLES); do \
 	    printf '\n=== %s ===\n' "$$e"; \

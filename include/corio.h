@@ -6,6 +6,7 @@
  *   corio/scope.h  cancel and timeout scopes (asyncio.timeout, trio scopes)
  *   corio/combine.h gather, wait, as_completed, wait_for, shield
  *   corio/group.h  task groups (asyncio.TaskGroup, trio nurseries)
+ *   corio/sync.h   mutex, event, condition, semaphore, barrier, queue
  *
  * Conventions (the same in every sub-header):
  *   - public names co_*, macros CO_*; nothing else is exported;
@@ -28,5 +29,6 @@
 #include "corio/scope.h"
 #include "corio/combine.h"
 #include "corio/group.h"
+#include "corio/sync.h"
 
 #endif

@@ -7,6 +7,8 @@ Test(error, corio_codes) {
     cr_assert_str_eq(co_err_name(-CO_ENOTASK), "CO_ENOTASK");
     cr_assert_str_eq(co_err_name(-CO_ERUNNING), "CO_ERUNNING");
     cr_assert_str_eq(co_err_name(-CO_EINVALSTATE), "CO_EINVALSTATE");
+    cr_assert_str_eq(co_err_name(-CO_EBROKEN), "CO_EBROKEN");
+    cr_assert_str_eq(co_strerror(-CO_EBROKEN), "barrier is broken (aborted, or reset while waiting)");
     cr_assert(CO_ENOTASK > 4000, "far above any errno");
 }
 

@@ -58,3 +58,5 @@ Test(examples, wait) { check_example("wait"); }
 Test(examples, as_completed) { check_example("as_completed"); }
 Test(examples, shield) { check_example("shield"); }
 Test(examples, group) { check_example("group"); }
+Test(examples, producer_consumer) { check_example("producer_consumer"); }
+Test(examples, rate_limit) { check_example("rate_limit"); }

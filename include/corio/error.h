@@ -28,7 +28,8 @@ extern "C" {
     X(ESHUTDOWN, 4006, "shut down")                                            \
     X(EINCOMPLETE, 4007, "end of stream before the expected data")             \
     X(ELIMIT, 4008, "limit exceeded")                                          \
-    X(ERUNNING, 4009, "event loop is already running")
+    X(ERUNNING, 4009, "event loop is already running")                         \
+    X(EBROKEN, 4010, "barrier is broken (aborted, or reset while waiting)")
 
 enum {
 #define CO__ERR_ENUM(name, value, msg) CO_##name = (value),
