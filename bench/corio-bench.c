@@ -287,6 +287,57 @@ static void *timers_main(void *arg) {
     return NULL;
 }
 
+/* ---- gather: spawn N tasks and gather them all at once ---------------------------------------- */
+
+static void *gather_main(void *arg) {
+    long n = *(long *)arg;
+    co_task **ts = malloc(sizeof *ts * (size_t)n);
+    co_result *rs = malloc(sizeof *rs * (size_t)n);
+    if (!ts || !rs) die("gather: out of memory");
+    memset(rs, 0, sizeof *rs * (size_t)n);
+    sp_finished = 0;
+    double t0 = now_s();
+    for (long i = 0; i < n; i++) ts[i] = spawn_or_die(sp_task, NULL);
+    int rc = co_gather(ts, (size_t)n, rs, 0);
+    for (long i = 0; i < n; i++) co_task_release(ts[i]);
+    double t1 = now_s();
+    if (rc || sp_finished != n) die("gather: %s, finished %ld != %ld", co_strerror(rc), sp_finished, n);
+    free(ts);
+    free(rs);
+    result("gather", "corio", "per_task", (t1 - t0) * 1e9 / (double)n, "ns");
+    return NULL;
+}
+
+/* ---- queue: one producer, one consumer, a bounded queue of 64 --------------------------------- */
+
+static co_queue bq;
+static void *q_producer(void *arg) {
+    long n = *(long *)arg;
+    for (long i = 1; i <= n; i++)
+        if (co_queue_put(&bq, (void *)(intptr_t)i)) die("queue: put failed");
+    return NULL;
+}
+
+static void *queue_main(void *arg) {
+    long n = *(long *)arg;
+    if (co_queue_init(&bq, &(co_queue_opts){.maxsize = 64})) die("queue: init failed");
+    double t0 = now_s();
+    co_task *p = spawn_or_die(q_producer, arg);
+    long sum = 0;
+    for (long i = 0; i < n; i++) {
+        void *v;
+        if (co_queue_get(&bq, &v)) die("queue: get failed");
+        sum += (long)(intptr_t)v;
+    }
+    co_join(p, NULL);
+    double t1 = now_s();
+    co_task_release(p);
+    if (sum != n * (n + 1) / 2) die("queue: lost items");
+    co_queue_destroy(&bq);
+    result("queue", "corio", "per_item", (t1 - t0) * 1e9 / (double)n, "ns");
+    return NULL;
+}
+
 /* ---- main ------------------------------------------------------------------------------------ */
 
 static _Noreturn void usage(void) {
@@ -294,7 +345,9 @@ static _Noreturn void usage(void) {
           "  switch [N=10000000]          two tasks co_yield to each other, N switches\n"
           "  spawn  [N=1000000]           spawn and join N tasks that return at once\n"
           "  idle   [N=1000000] [event|sleep]   N tasks blocked on a future / in co_sleep(10)\n"
-          "  timers [N=1000000]           N co_call_later, delays uniform in [0, 1] s\n",
+          "  timers [N=1000000]           N co_call_later, delays uniform in [0, 1] s\n"
+          "  gather [N=1000000]           spawn N tasks that return at once, co_gather them all\n"
+          "  queue  [N=10000000]          one producer, one consumer, co_queue of 64, N items\n",
           stderr);
     exit(2);
 }
@@ -323,6 +376,12 @@ int main(int argc, char **argv) {
     } else if (strcmp(w, "timers") == 0) {
         fn = timers_main;
         dflt = 1000000;
+    } else if (strcmp(w, "gather") == 0) {
+        fn = gather_main;
+        dflt = 1000000;
+    } else if (strcmp(w, "queue") == 0) {
+        fn = queue_main;
+        dflt = 10000000;
     } else {
         fprintf(stderr, "corio-bench: unknown workload \"%s\"\n", w);
         usage();

@@ -26,3 +26,5 @@ run idle 1000000 sleep
 run idle 1000000 event
 run timers 1000000
 run timers 200000
+run gather 1000000
+run queue 10000000
