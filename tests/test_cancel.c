@@ -284,3 +284,38 @@ Test(cancel, cancel_all_tasks_from_one_of_them) {
     co_task_release(b);
     tu_close(L);
 }
+
+/* A task parked in co_yield is queued and suspended at once: a cancel (or a
+ * scope firing) must still fail the yield it sits in. */
+static void *yielder(void *arg) {
+    int rc = co_yield();
+    tu_log("yield:%s", co_err_name(rc));
+    co_scope s;
+    co_scope_enter(&s, -1, CO_MOVE_ON);
+    *(co_scope **)arg = &s;
+    rc = co_yield();
+    tu_log("scoped-yield:%s", co_err_name(rc));
+    co_scope_exit(&s);
+    return NULL;
+}
+static void *cancel_in_yield(void *arg) {
+    co_scope *sp = NULL;
+    co_task *a = co_spawn(yielder, &sp);
+    co_yield(); /* a runs and parks in co_yield */
+    co_cancel(a, NULL);
+    co_yield();
+    co_join(a, NULL);
+    co_task_release(a);
+    a = co_spawn(yielder, &sp);
+    co_yield();
+    co_yield(); /* a passed its first yield and parked in the scoped one */
+    cr_assert_not_null(sp);
+    co_scope_cancel(sp);
+    co_join(a, NULL);
+    co_task_release(a);
+    return NULL;
+}
+Test(cancel, task_parked_in_yield) {
+    tu_run_ok(cancel_in_yield, NULL);
+    cr_assert_str_eq(tu_trace, "yield:ECANCELED scoped-yield:ECANCELED yield:OK scoped-yield:ECANCELED ");
+}

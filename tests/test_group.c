@@ -359,3 +359,20 @@ Test(group, owner_freeing_unjoined_group_cancels_children) {
     tu_run_ok(free_unjoined, NULL);
     cr_assert_str_eq(tu_trace, "cleanup-5000 freed ");
 }
+
+/* A child that says started and returns at once, in the same step: the
+ * starter still gets the value (its handshake outlives the child's record). */
+static void *start_then_return(void *arg) {
+    cr_assert_eq(co_started((void *)42), 0);
+    return NULL;
+}
+static void *start_quick_child(void *arg) {
+    co_group *g = co_group_new();
+    void *v = NULL;
+    cr_assert_eq(co_group_start(g, start_then_return, NULL, &v, NULL), 0);
+    cr_assert_eq(v, (void *)42);
+    cr_assert_eq(co_group_join(g, NULL, NULL), 0);
+    co_group_free(g);
+    return NULL;
+}
+Test(group, child_started_and_returned_in_one_step) { tu_run_ok(start_quick_child, NULL); }

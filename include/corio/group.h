@@ -100,9 +100,10 @@ CO_API bool co_group_cancelled(const co_group *g);
  * retained); returns how many there are. */
 CO_API size_t co_group_children(const co_group *g, co_task **out, size_t cap);
 
-/* Frees the group. If it was not joined, its owner calling this cancels
- * and joins it first (so this may suspend); anyone else is refused with a
- * report (the group is left alone rather than freed under its owner). */
+/* Frees the group. If it was not joined, its owner calling this (with no
+ * scope or group opened after it still open) cancels and joins it first,
+ * so this may suspend; any other call is refused with a report and the
+ * group is left alone rather than freed under its owner. */
 CO_API void co_group_free(co_group *g);
 
 #ifdef __cplusplus

@@ -298,10 +298,8 @@ int co_as_completed_next(co_as_completed *it, co_task **next) {
     if (cur->loop != a->loop) return co__wrongloop(a->loop, "co_as_completed_next");
     co__wset *s = &a->set;
     if (s->taken == s->n) return 1;
-    if (s->taken == s->nordered) {
-        if (a->timed_out) return -ETIMEDOUT;
-        rc = co__wset_wait(s, cur, co__unyielded, a->deadline, true);
-    }
+    if (a->timed_out) return -ETIMEDOUT; /* for good, as asyncio */
+    if (s->taken == s->nordered) rc = co__wset_wait(s, cur, co__unyielded, a->deadline, true);
     if (s->taken < s->nordered) { /* a result wins over a timeout in the same turn */
         *next = a->tasks[s->order[s->taken++]];
         return 0;

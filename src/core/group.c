@@ -15,16 +15,23 @@
 
 #include "internal.h"
 
-enum { CO__GS_NONE, CO__GS_WAITING, CO__GS_STARTED, CO__GS_EXITED };
+enum { CO__GS_WAITING, CO__GS_STARTED, CO__GS_EXITED };
+
+/* co_group_start's handshake, on the starter's stack: the child's
+ * co_started or its early end writes here, so the child's record can go
+ * whenever the child does. */
+typedef struct co__gstart {
+    co_task *starter;
+    void *value;
+    uint8_t state; /* CO__GS_* */
+} co__gstart;
 
 typedef struct co__gchild {
     co__waiter w;       /* CO__W_HOOK in the child's done list */
     co__list link;      /* g->live while it runs, then g->failed or nowhere */
     struct co_group *g;
     co_task *t;         /* one reference, held until success or co_group_free */
-    co_task *starter;   /* co_group_start: the task waiting for co_started */
-    void *started_value;
-    uint8_t start;      /* CO__GS_* */
+    co__gstart *start;  /* co_group_start still waiting for co_started, or NULL */
 } co__gchild;
 
 struct co_group {
@@ -60,9 +67,10 @@ static void co__gchild_hook(co__waiter *w, co_task *t) {
     t->gchild = NULL;
     co__list_remove(&c->link);
     g->nlive--;
-    if (c->start == CO__GS_WAITING) { /* still the starter's: its outcome goes there */
-        c->start = CO__GS_EXITED;
-        co__wake_if_parked(c->starter);
+    if (c->start) { /* still the starter's: it reads the outcome from the task */
+        c->start->state = CO__GS_EXITED;
+        co__wake_if_parked(c->start->starter);
+        co__gchild_free(c); /* the starter holds its own reference */
     } else if (t->state == CO_FAILED) {
         co__list_append(&g->failed, &c->link);
         g->nfailed++;
@@ -146,21 +154,21 @@ int co_group_start(co_group *g, co_fn fn, void *arg, void **value, co_task **tas
     int rc = co__group_add(g, fn, arg, NULL, &c);
     if (rc) return rc;
     co_task *t = c->t;
-    co_task_retain(t); /* ours, while we look at it */
-    c->start = CO__GS_WAITING;
-    c->starter = cur;
+    co_task_retain(t); /* ours: the record may go before we resume */
+    co__gstart st = {.starter = cur, .state = CO__GS_WAITING};
+    c->start = &st;
     bool cancelled = false;
-    while (c->start == CO__GS_WAITING) {
+    while (st.state == CO__GS_WAITING) {
         if (!cancelled && co__cancel_pending(cur)) {
             cancelled = true;
             co_cancel(t, NULL); /* and wait until it starts or ends */
         }
         co__suspend(cur);
     }
-    if (c->start == CO__GS_STARTED) {
-        if (value) *value = c->started_value;
+    if (st.state == CO__GS_STARTED) {
+        if (value) *value = st.value;
         rc = cancelled ? -ECANCELED : 0;
-    } else { /* it ended before co_started; the record is ours to free */
+    } else { /* it ended before co_started */
         if (t->state == CO_DONE) rc = -CO_EINVALSTATE;
         else rc = cancelled ? -ECANCELED : co__task_outcome(t, NULL);
         if (rc == -CO_EINVALSTATE) {
@@ -168,7 +176,6 @@ int co_group_start(co_group *g, co_fn fn, void *arg, void **value, co_task **tas
             co__report(t->loop, "task \"%s\" returned without calling co_started",
                        co__task_name_buf(t, name, sizeof name));
         }
-        co__gchild_free(c);
     }
     if (task) *task = t;
     else co_task_release(t);
@@ -179,11 +186,11 @@ int co_started(void *value) {
     co_task *cur = co_current();
     if (!cur) return -CO_ENOTASK;
     co__gchild *c = cur->gchild;
-    if (!c || c->start != CO__GS_WAITING) return -CO_EINVALSTATE;
-    c->start = CO__GS_STARTED;
-    c->started_value = value;
-    co__wake_if_parked(c->starter);
-    c->starter = NULL;
+    if (!c || !c->start) return -CO_EINVALSTATE;
+    c->start->state = CO__GS_STARTED;
+    c->start->value = value;
+    co__wake_if_parked(c->start->starter);
+    c->start = NULL; /* an ordinary child from now on */
     return 0;
 }
 

@@ -302,8 +302,13 @@ static inline bool co__cancel_pending(const co_task *t) {
  * woken with -ECANCELED; one woken but not resumed yet sees -ECANCELED
  * instead of its wake code, since it still sits in its wait. */
 static inline void co__interrupt(co_task *t) {
-    if (t->flags & CO__T_SUSPENDED) co__wake(t, -ECANCELED);
-    else if ((t->flags & CO__T_INREADY) && t->stack) t->wake = -ECANCELED;
+    /* INREADY first: a task in co_yield is both parked and queued. One
+     * queued without a stack has not started; its body meets the cancel. */
+    if (t->flags & CO__T_INREADY) {
+        if (t->stack) t->wake = -ECANCELED;
+    } else if (t->flags & CO__T_SUSPENDED) {
+        co__wake(t, -ECANCELED);
+    }
 }
 
 /* Wakes t only if it is parked in co__suspend (hooks may fire while the
