@@ -18,7 +18,6 @@
 #include "internal.h"
 
 #define CO__NONE SIZE_MAX
-#define CO__NO_DEADLINE INT64_MAX
 #define CO__WSET_LOCAL 8
 
 typedef struct co__wset co__wset;
@@ -171,13 +170,6 @@ static int co__wset_wait(co__wset *s, co_task *t, co__wset_pred pred, int64_t de
     return rc;
 }
 
-static int64_t co__deadline(co_loop *L, double timeout) {
-    if (timeout < 0 || isinf(timeout)) return CO__NO_DEADLINE;
-    co__loop_update_time(L);
-    if (timeout > 9.2e9) return CO__NO_DEADLINE;
-    return L->now + (int64_t)(timeout * 1e9 + 0.5);
-}
-
 /* The calling task, checked: -CO_ENOTASK outside tasks. */
 static int co__caller(co_task **out) {
     co_loop *L = co__tls_loop;
@@ -234,7 +226,7 @@ int co_wait(co_task **tasks, size_t n, int when, double timeout, co_task **done,
     if ((rc = co__check_tasks(cur->loop, cur, tasks, n, "co_wait"))) return rc;
     co__wset s;
     if ((rc = co__wset_init(&s, tasks, n, true))) return rc;
-    rc = co__wset_wait(&s, cur, pred, co__deadline(cur->loop, timeout), true);
+    rc = co__wset_wait(&s, cur, pred, co__deadline_after(cur->loop, timeout), true);
     if (rc == -ETIMEDOUT) rc = 0;
     if (done)
         for (size_t i = 0; i < s.nordered; i++) done[i] = tasks[s.order[i]];
@@ -279,7 +271,7 @@ int co_as_completed_init(co_as_completed *it, co_task **tasks, size_t n, double 
     if (n) memcpy(copy, tasks, n * sizeof *copy);
     a->loop = L;
     a->tasks = copy;
-    a->deadline = co__deadline(L, timeout);
+    a->deadline = co__deadline_after(L, timeout);
     if ((rc = co__wset_init(&a->set, copy, n, true))) {
         free(copy);
         free(a);
@@ -329,7 +321,7 @@ int co_wait_for(co_task *t, double timeout, void **value) {
     if ((rc = co__wset_init(&s, &t, 1, false))) return rc;
     /* co__wset_wait looks at the task before the clock: a task that
      * finished in the turn the timeout fired, before we ran, wins. */
-    rc = co__wset_wait(&s, cur, co__all_done, co__deadline(cur->loop, timeout), true);
+    rc = co__wset_wait(&s, cur, co__all_done, co__deadline_after(cur->loop, timeout), true);
     if (rc == -ETIMEDOUT || rc == -ECANCELED) {
         int why = rc;
         co__wset_cancel_all(&s, cur, why == -ETIMEDOUT ? "co_wait_for: timed out" : NULL);

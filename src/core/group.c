@@ -96,7 +96,7 @@ co_group *co_group_new(void) {
     g->owner = cur;
     co__list_init(&g->live);
     co__list_init(&g->failed);
-    co__scope_push(&g->scope, cur, INT64_MAX, 0); /* no deadline: cannot fail */
+    co__scope_push(&g->scope, cur, CO__NO_DEADLINE, 0); /* no deadline: cannot fail */
     g->scope.group = g;
     return g;
 }

@@ -110,9 +110,7 @@ int co_call_soon(co_cb fn, void *arg, co_handle *h) { return co__call(0, false, 
 
 static int co__when_ns(double when, int64_t *out) {
     if (isnan(when)) return -EINVAL;
-    if (when > 9.2e9) *out = INT64_MAX / 2;
-    else if (when < -9.2e9) *out = INT64_MIN / 2;
-    else *out = (int64_t)(when * 1e9 + (when >= 0 ? 0.5 : -0.5));
+    *out = co__sec_to_ns(when);
     return 0;
 }
 

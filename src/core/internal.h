@@ -59,6 +59,19 @@ typedef struct co__heap {
     uint64_t seq;
 } co__heap;
 
+/* Seconds to nanoseconds, rounded, clamped to +-INT64_MAX/2 so that adding
+ * a clock value cannot overflow. NaN is the caller's to refuse. */
+static inline int64_t co__sec_to_ns(double s) {
+    if (s > 9.2e9) return INT64_MAX / 2;
+    if (s < -9.2e9) return INT64_MIN / 2;
+    return (int64_t)(s * 1e9 + (s >= 0 ? 0.5 : -0.5));
+}
+/* A deadline that never comes (scopes, combinator waits). */
+#define CO__NO_DEADLINE INT64_MAX
+/* The loop-clock deadline `timeout` seconds from now (the clock refreshed
+ * first, as co_sleep does); timeout < 0 or INFINITY: CO__NO_DEADLINE. */
+int64_t co__deadline_after(co_loop *L, double timeout);
+
 void co__heap_init(co__heap *h);
 void co__heap_fini(co__heap *h);
 /* Arms t at deadline. 0, or -ENOMEM (growing the array; amortised, rare). */

@@ -21,8 +21,6 @@
 _Static_assert(sizeof(co__scope) <= sizeof(co_scope), "co_scope storage too small");
 _Static_assert(_Alignof(co__scope) <= _Alignof(co_scope), "co_scope alignment");
 
-#define CO__NO_DEADLINE INT64_MAX
-
 static inline co__scope *co__sc(co_scope *s) { return (co__scope *)(void *)s; }
 static inline const co__scope *co__csc(const co_scope *s) { return (const co__scope *)(const void *)s; }
 
@@ -93,14 +91,6 @@ void co__scope_pop(co__scope *s) {
     s->open = false;
 }
 
-/* Seconds from now to a loop-clock deadline; NaN is refused by callers. */
-static int64_t co__deadline_after(co_loop *L, double timeout) {
-    if (timeout < 0 || isinf(timeout)) return CO__NO_DEADLINE;
-    co__loop_update_time(L);
-    if (timeout > 9.2e9) return CO__NO_DEADLINE;
-    return L->now + (int64_t)(timeout * 1e9 + 0.5);
-}
-
 int co_scope_enter(co_scope *s, double timeout, int mode) {
     if (!s || isnan(timeout) || (mode & ~(CO_MOVE_ON | CO_SHIELD))) return -EINVAL;
     co_loop *L = co__tls_loop;
@@ -137,10 +127,7 @@ int co_scope_reschedule(co_scope *us, double when) {
     co_loop *L = s->task->loop;
     co__heap_remove(&L->timers, &s->timer);
     co__loop_update_time(L);
-    int64_t d;
-    if (when * 1e9 >= 9.2e18) d = CO__NO_DEADLINE; /* also +INFINITY */
-    else if (when * 1e9 <= -9.2e18) d = INT64_MIN; /* long past */
-    else d = llround(when * 1e9);
+    int64_t d = isinf(when) && when > 0 ? CO__NO_DEADLINE : co__sec_to_ns(when);
     return co__scope_arm(s, d);
 }
 

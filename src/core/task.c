@@ -290,20 +290,17 @@ int co_sleep_ns(int64_t ns) {
     return rc;
 }
 
-static int64_t co__sec_to_ns(double s) {
-    if (!(s > 0)) return 0; /* also NaN */
-    if (s > 9.2e9) return INT64_MAX / 2;
-    return (int64_t)(s * 1e9 + 0.5);
-}
+/* A zero, negative or NaN duration yields once. */
+static int64_t co__sleep_ns(double s) { return s > 0 ? co__sec_to_ns(s) : 0; }
 
-int co_sleep(double seconds) { return co_sleep_ns(co__sec_to_ns(seconds)); }
+int co_sleep(double seconds) { return co_sleep_ns(co__sleep_ns(seconds)); }
 
 int co_sleep_until(double when) {
     co_task *t;
     int rc = co__can_suspend(&t);
     if (rc) return rc;
     double delta = when - (double)t->loop->now * 1e-9;
-    return co_sleep_ns(co__sec_to_ns(delta));
+    return co_sleep_ns(co__sleep_ns(delta));
 }
 
 int co_yield(void) { return co_sleep_ns(0); }

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <math.h>
+
 #include "internal.h"
 
 #define D 4
@@ -100,6 +102,12 @@ co__timer *co__heap_pop(co__heap *h) {
     co__heap_ent last = h->a[--h->n];
     if (h->n) co__sift_down(h, 0, last);
     return t;
+}
+
+int64_t co__deadline_after(co_loop *L, double timeout) {
+    if (timeout < 0 || isinf(timeout)) return CO__NO_DEADLINE;
+    co__loop_update_time(L);
+    return L->now + co__sec_to_ns(timeout);
 }
 
 void co__timer_fire(co_loop *L, co__timer *t) {
