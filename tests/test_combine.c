@@ -592,3 +592,73 @@ static void *shield_leftover(void *arg) {
     return NULL;
 }
 Test(shield, pending_at_loop_free) { tu_run_ok(shield_leftover, NULL); }
+
+/* ---- every waiting call under a timeout scope, and cancelled while waiting ---------- */
+
+static co_task *slow[2];
+static int call_gather(void) { return co_gather(slow, 2, NULL, 0); }
+static int call_wait(void) { return co_wait(slow, 2, CO_ALL_COMPLETED, -1, NULL, NULL, NULL, NULL); }
+static int call_wait_for(void) { return co_wait_for(slow[0], 100, NULL); }
+static int call_as_completed(void) {
+    co_as_completed it;
+    co_task *next;
+    int rc = co_as_completed_init(&it, slow, 2, -1);
+    if (rc == 0) rc = co_as_completed_next(&it, &next);
+    co_as_completed_fini(&it);
+    return rc;
+}
+static int call_shield(void) {
+    co_future *s = co_shield(slow[0]);
+    int rc = co_join(s, NULL);
+    co_task_release(s);
+    return rc;
+}
+typedef int (*combine_call)(void);
+static combine_call calls[] = {call_gather, call_wait, call_wait_for, call_as_completed, call_shield};
+
+static int call_rc, scope_rc;
+/* arg: the call; a 1 s fail-after scope around it. */
+static void *call_in_scope(void *arg) {
+    co_scope s;
+    co_scope_enter(&s, 1.0, CO_FAIL_AFTER);
+    call_rc = ((combine_call)arg)();
+    scope_rc = co_scope_exit(&s);
+    return NULL;
+}
+static void *call_plain(void *arg) {
+    call_rc = ((combine_call)arg)();
+    scope_rc = 0;
+    return NULL;
+}
+
+/* Each call, first timed out by a scope, then cancelled by another task,
+ * while it waits on two 10 s tasks; checks the clock and what became of
+ * the children (gather and wait_for cancel theirs, the others do not). */
+static void *each_combinator(void *arg) {
+    bool cancels_children[] = {true, false, true, false, false};
+    for (int mode = 0; mode < 2; mode++) {
+        for (size_t i = 0; i < sizeof calls / sizeof *calls; i++) {
+            double t0 = co_time();
+            slow[0] = co_spawn(sleep_ms, V(10000));
+            slow[1] = co_spawn(sleep_ms, V(10000));
+            co_task *w = co_spawn(mode ? call_plain : call_in_scope, (void *)calls[i]);
+            if (mode) {
+                co_sleep(1);
+                co_cancel(w, NULL);
+            }
+            call_rc = scope_rc = 1;
+            co_join(w, NULL);
+            cr_assert_eq(call_rc, -ECANCELED, "call %zu mode %d: %s", i, mode, co_err_name(call_rc));
+            cr_assert_eq(scope_rc, mode ? 0 : -ETIMEDOUT, "call %zu: the scope's own timeout", i);
+            cr_assert_float_eq(co_time() - t0, 1.0, 1e-9, "call %zu mode %d", i, mode);
+            cr_assert_eq(co_task_state(slow[0]) == CO_CANCELLED, cancels_children[i], "call %zu", i);
+            for (int k = 0; k < 2; k++) co_cancel(slow[k], NULL);
+            for (int k = 0; k < 2; k++) co_join(slow[k], NULL);
+            release_all(slow, 2);
+            co_task_release(w);
+            tu_trace[0] = 0;
+        }
+    }
+    return NULL;
+}
+Test(combine, every_call_times_out_and_cancels_while_waiting) { tu_run_ok(each_combinator, NULL); }

@@ -376,3 +376,30 @@ static void *start_quick_child(void *arg) {
     return NULL;
 }
 Test(group, child_started_and_returned_in_one_step) { tu_run_ok(start_quick_child, NULL); }
+
+/* join and start inside a 1 s timeout scope: the scope firing is an outer
+ * cancellation for the group — children cancelled and waited for, join /
+ * start return -ECANCELED, the scope's exit -ETIMEDOUT. */
+static void *join_in_scope(void *arg) {
+    co_scope s;
+    co_scope_enter(&s, 1.0, CO_FAIL_AFTER);
+    co_group *g = co_group_new();
+    co_group_spawn(g, sleep_ms, V(5000), NULL);
+    int rc;
+    if (arg) rc = co_group_start(g, sleep_ms, V(7000), NULL, NULL);
+    else rc = co_group_join(g, NULL, NULL);
+    tu_log("call:%s@%.1f", co_err_name(rc), co_time());
+    if (arg) tu_log("join:%s", co_err_name(co_group_join(g, NULL, NULL)));
+    co_group_free(g);
+    tu_log("scope:%s", co_err_name(co_scope_exit(&s)));
+    return NULL;
+}
+Test(group, join_times_out_in_a_scope) {
+    tu_run_ok(join_in_scope, NULL);
+    cr_assert_str_eq(tu_trace, "cleanup-5000 call:ECANCELED@1.0 scope:ETIMEDOUT ");
+}
+Test(group, start_times_out_in_a_scope) {
+    tu_run_ok(join_in_scope, (void *)1);
+    /* start cancels only its own child; the join, still in the fired scope, the rest */
+    cr_assert_str_eq(tu_trace, "cleanup-7000 call:ECANCELED@1.0 cleanup-5000 join:ECANCELED scope:ETIMEDOUT ");
+}

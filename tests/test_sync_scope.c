@@ -52,6 +52,16 @@ static int do_cond(void) {
     return rc;
 }
 
+static bool never(void *arg) { return false; }
+static int do_cond_wait_for(void) {
+    int rc = co_mutex_lock(&m);
+    if (rc) return rc;
+    rc = co_cond_wait_for(&cond, never, NULL);
+    cr_assert(co_mutex_locked(&m), "a cond wait_for returns with the mutex held");
+    co_mutex_unlock(&m);
+    return rc;
+}
+
 static void *each_call(void *arg) {
     co_mutex_init(&m);
     co_sem_init(&sem, 0, 0);
@@ -112,6 +122,11 @@ static void *each_call(void *arg) {
     t = spawn_scoped(do_barrier);
     co_sleep(2);
     cr_assert_eq(co_barrier_n_waiting(&bar), 0);
+    join_release(t);
+
+    t = spawn_scoped(do_cond_wait_for);
+    co_sleep(2);
+    cr_assert_not(co_mutex_locked(&m));
 
     co_barrier_destroy(&bar);
     co_cond_destroy(&cond);
@@ -126,7 +141,7 @@ Test(sync_scope, scope_firing_in_every_wait_leaves_no_trace) {
     tu_run_ok(each_call, NULL);
     const char *want = "ECANCELED/ETIMEDOUT@1.0 ECANCELED/ETIMEDOUT@3.0 ECANCELED/ETIMEDOUT@5.0 "
                        "ECANCELED/ETIMEDOUT@7.0 ECANCELED/ETIMEDOUT@9.0 ECANCELED/ETIMEDOUT@11.0 "
-                       "ECANCELED/ETIMEDOUT@13.0 ECANCELED/ETIMEDOUT@15.0 ";
+                       "ECANCELED/ETIMEDOUT@13.0 ECANCELED/ETIMEDOUT@15.0 ECANCELED/ETIMEDOUT@17.0 ";
     cr_assert_str_eq(tu_trace, want);
 }
 
@@ -144,22 +159,28 @@ static void *second(void *arg) {
     if (!rc) co_mutex_unlock(&m);
     return NULL;
 }
-static void *same_turn(void *arg) {
-    co_mutex_init(&m);
-    co_task *h = co_spawn(holder, NULL);
-    co_yield(); /* the holder locks and arms its 1 s timer first */
-    co_task *a = spawn_scoped(do_lock);
+/* The waker (armed first), then the scoped waiter, then a second waiter:
+ * the waker grants at 1 s, the very turn the scoped waiter's scope fires. */
+static void same_turn(co_fn waker, wait_call scoped_call, co_fn second_waiter) {
+    co_task *w = co_spawn(waker, NULL);
+    co_yield(); /* the waker arms its 1 s timer first */
+    co_task *a = spawn_scoped(scoped_call);
     co_yield();
-    co_task *b = co_spawn(second, NULL);
-    join_release(h);
+    co_task *b = co_spawn(second_waiter, NULL);
+    join_release(w);
     join_release(a);
     join_release(b);
+}
+
+static void *lock_same_turn(void *arg) {
+    co_mutex_init(&m);
+    same_turn(holder, do_lock, second);
     cr_assert_not(co_mutex_locked(&m));
     co_mutex_destroy(&m);
     return NULL;
 }
 Test(sync_scope, grant_in_the_turn_the_scope_fires_passes_on) {
-    tu_run_ok(same_turn, NULL);
+    tu_run_ok(lock_same_turn, NULL);
     cr_assert_str_eq(tu_trace, "ECANCELED/ETIMEDOUT@1.0 second:OK@1.0 ");
 }
 
@@ -178,14 +199,7 @@ static void *second_getter(void *arg) {
 }
 static void *item_same_turn(void *arg) {
     co_queue_init(&q, NULL);
-    co_task *p = co_spawn(putter, NULL);
-    co_yield();
-    co_task *a = spawn_scoped(do_get);
-    co_yield();
-    co_task *b = co_spawn(second_getter, NULL);
-    join_release(p);
-    join_release(a);
-    join_release(b);
+    same_turn(putter, do_get, second_getter);
     cr_assert_eq(co_queue_size(&q), 0);
     co_queue_destroy(&q);
     return NULL;
