@@ -30,5 +30,6 @@
 #include "corio/combine.h"
 #include "corio/group.h"
 #include "corio/sync.h"
+#include "corio/thread.h"
 
 #endif
