@@ -22,6 +22,11 @@
  * producer faster than the loop must not starve the tasks). */
 #define CO__XQ_BATCH (4 * CO__XQ_CELLS)
 
+/* co__xq_gather: how many entries a spinning loop lets accumulate, and for
+ * how long at most (pause instructions: about 1-3 us) before draining. */
+#define CO__XQ_GATHER 64
+#define CO__XQ_GATHER_SPINS 100
+
 static void co__xq_nop(void *arg) { (void)arg; }
 
 int co__xq_init(co__xq *q) {
@@ -117,6 +122,26 @@ int co__xq_push(co_loop *L, co_cb fn, void *arg, co__xnode *spare) {
     return 0;
 }
 
+bool co__xq_ready(co_loop *L) {
+    co__xq *q = &L->xq;
+    co__xcell *cells = atomic_load_explicit(&q->cells, memory_order_acquire);
+    if (cells && atomic_load_explicit(&cells[q->head & CO__XQ_MASK].seq, memory_order_acquire) == q->head + 1)
+        return true;
+    return atomic_load_explicit(&q->overflow, memory_order_acquire);
+}
+
+void co__xq_gather(co_loop *L) {
+    co__xq *q = &L->xq;
+    co__xcell *cells = atomic_load_explicit(&q->cells, memory_order_acquire);
+    if (!cells) return;
+    co__xcell *c = &cells[(q->head + CO__XQ_GATHER) & CO__XQ_MASK];
+    size_t want = q->head + CO__XQ_GATHER + 1;
+    for (int i = 0; i < CO__XQ_GATHER_SPINS; i++) {
+        if (atomic_load_explicit(&c->seq, memory_order_relaxed) == want) return;
+        co__cpu_relax();
+    }
+}
+
 size_t co__xq_drain(co_loop *L) {
     co__xq *q = &L->xq;
     size_t ran = 0;
@@ -134,10 +159,7 @@ size_t co__xq_drain(co_loop *L) {
             fn(arg);
             ran++;
         }
-        if (ran == CO__XQ_BATCH) {
-            co__loop_wakeup(L); /* more may be waiting: come back next turn */
-            return ran;
-        }
+        if (ran == CO__XQ_BATCH) return ran; /* the rest next turn (every turn drains) */
     }
     if (atomic_load_explicit(&q->overflow, memory_order_acquire)) {
         pthread_mutex_lock(&q->omu);
