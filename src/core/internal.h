@@ -226,6 +226,11 @@ typedef struct co__xq {
     atomic_bool overflow;         /* any thread: the list below is non-empty */
     atomic_bool closed;           /* any thread: pushes fail with -CO_ECLOSED */
     _Alignas(64) atomic_size_t tail; /* any thread: next position to claim */
+    /* any thread: pushes in progress. A push touches the loop after it
+     * published (the wake-up), when the loop may already have run the
+     * message, finished and be freeing itself: co__xq_fini waits for 0.
+     * On the tail's line, which a pusher owns anyway. */
+    atomic_int pushing;
     _Alignas(64) size_t head;     /* loop thread: next position to run */
     pthread_mutex_t omu;          /* guards ohead/otail */
     co__xnode *ohead, *otail;
@@ -284,6 +289,7 @@ struct co_loop {
     co__xq xq;                /* the cross-thread inbox */
     bool xbusy;               /* the last turn ran cross-thread calls: more are
                                  likely, spin before sleeping */
+    size_t xlast;             /* how many the last non-empty drain ran */
     size_t xwaiters;          /* tasks waiting for another thread (pool jobs,
                                  thread-safe futures): spin before sleeping,
                                  and the virtual clock treats them as I/O */

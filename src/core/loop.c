@@ -286,7 +286,7 @@ static int64_t co__before_sleep(co_loop *L, int64_t timeout) {
         do {
             for (int i = 0; i < 64; i++) {
                 if (co__xq_ready(L)) {
-                    co__xq_gather(L);
+                    if (L->xlast >= 16) co__xq_gather(L); /* a stream, not a reply */
                     return 0;
                 }
                 co__cpu_relax();
@@ -341,7 +341,11 @@ static void co__turn(co_loop *L) {
         atomic_store_explicit(&L->sleeping, false, memory_order_relaxed);
         atomic_store_explicit(&L->wake_pending, true, memory_order_relaxed);
     }
-    if (co__xq_drain(L)) L->xbusy = true;
+    size_t nx = co__xq_drain(L);
+    if (nx) {
+        L->xbusy = true;
+        L->xlast = nx;
+    }
     if (atomic_load_explicit(&L->sigint, memory_order_relaxed)) co__handle_signals(L);
 
     co__loop_update_time(L);
