@@ -51,24 +51,27 @@ else
 endif
 CORE_SRC := $(wildcard src/core/*.c)
 SYNC_SRC := $(wildcard src/sync/*.c)
-LIB_SRC := $(ARCH_SRC) $(CORE_SRC) $(SYNC_SRC)
+THREAD_SRC := $(wildcard src/thread/*.c)
+LIB_SRC := $(ARCH_SRC) $(CORE_SRC) $(SYNC_SRC) $(THREAD_SRC)
 LIB_OBJ := $(patsubst src/%,$(BUILD)/obj/%.o,$(LIB_SRC))
 
 EXAMPLES := $(patsubst examples/%.c,%,$(wildcard examples/*.c))
 TESTS := $(patsubst tests/%.c,%,$(wildcard tests/test_*.c))
+MT_TESTS := $(patsubst tests/%.c,%,$(wildcard tests/mt_*.c))
 BENCH_SRC := $(wildcard bench/*.c)
 
 LIBA := $(BUILD)/libcorio.a
 LIBSO := $(BUILD)/libcorio.so
 EX_BIN := $(addprefix $(BUILD)/examples/,$(EXAMPLES))
 TEST_BIN := $(addprefix $(BUILD)/tests/,$(TESTS))
+MT_BIN := $(addprefix $(BUILD)/tests/,$(MT_TESTS))
 BENCH_BIN := $(BUILD)/bench/corio-bench
 
-.PHONY: all lib examples tests bench-bin test test-run test-examples test-valgrind test-aarch64 run bench install deps clean
+.PHONY: all lib examples tests bench-bin test test-run test-mt test-examples test-valgrind test-aarch64 run bench install deps clean
 all: deps lib examples tests bench-bin
 lib: $(LIBA) $(LIBSO)
 examples: $(EX_BIN)
-tests: $(TEST_BIN)
+tests: $(TEST_BIN) $(MT_BIN)
 bench-bin: $(BENCH_BIN)
 
 # scripts/deps.sh installs what is missing (Debian packages); cheap when all is there.
@@ -100,6 +103,11 @@ $(BUILD)/tests/%: tests/%.c tests/testutil.h $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Itests -DCORIO_TESTS_DIR=\"$(CURDIR)/tests\" $(ALLCFLAGS) -o $@ $< $(LIBA) -lcriterion $(LDEXE) $(LDLIBS)
 
+# Threaded tests (tests/mt.h, no Criterion: it crashes under TSan).
+$(BUILD)/tests/mt_%: tests/mt_%.c tests/mt.h $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Itests $(ALLCFLAGS) -o $@ $< $(LIBA) $(LDEXE) $(LDLIBS)
+
 $(BENCH_BIN): $(BENCH_SRC) $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALLCFLAGS) -o $@ $(BENCH_SRC) $(LIBA) $(LDLIBS)
@@ -113,6 +121,7 @@ test:
 	@$(MAKE) --no-print-directory test-valgrind
 	@$(MAKE) --no-print-directory SAN=tsan examples
 	@$(MAKE) --no-print-directory SAN=tsan test-examples
+	@$(MAKE) --no-print-directory SAN=tsan test-mt
 	@$(MAKE) --no-print-directory SAN=asan all
 	@$(MAKE) --no-print-directory SAN=asan test-run
 
@@ -135,6 +144,17 @@ test-run: tests examples $(BUILD)/ctx_check
 	@echo "== tests: $(BUILD) (ctx=$(CORIO_CTX)$(if $(SAN), san=$(SAN)))"
 	@CORIO_VIRTUAL_CLOCK=1 $(BUILD)/ctx_check >/dev/null
 	@CORIO_EXAMPLES_DIR=$(BUILD)/examples sh scripts/run-tests.sh $(TEST_BIN)
+	@$(MAKE) --no-print-directory test-mt
+
+# The threaded tests (tests/mt_*.c), each test in its own process; any
+# sanitizer report fails them (TSan: halt_on_error).
+test-mt: $(MT_BIN)
+	@echo "== mt tests: $(BUILD)"
+	@for t in $(MT_BIN); do \
+	    TSAN_OPTIONS=halt_on_error=1 $$t > $(BUILD)/mt.log 2>&1; rc=$$?; \
+	    if [ $$rc -ne 0 ] || grep -q Sanitizer $(BUILD)/mt.log; then cat $(BUILD)/mt.log; echo "$$t FAILED"; exit 1; fi; \
+	    tail -n 1 $(BUILD)/mt.log; \
+	done
 
 # The examples and the context check under Valgrind (stacks are registered
 # with it, so it follows the switches); any error fails.
