@@ -67,7 +67,7 @@ TEST_BIN := $(addprefix $(BUILD)/tests/,$(TESTS))
 MT_BIN := $(addprefix $(BUILD)/tests/,$(MT_TESTS))
 BENCH_BIN := $(BUILD)/bench/corio-bench
 
-.PHONY: all lib examples tests bench-bin test test-run test-mt test-examples test-valgrind test-aarch64 run bench install deps clean
+.PHONY: all lib examples tests bench-bin test test-run test-mt test-tsan test-examples test-valgrind test-aarch64 run bench install deps clean
 all: deps lib examples tests bench-bin
 lib: $(LIBA) $(LIBSO)
 examples: $(EX_BIN)
@@ -103,7 +103,7 @@ $(BUILD)/tests/%: tests/%.c tests/testutil.h $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Itests -DCORIO_TESTS_DIR=\"$(CURDIR)/tests\" $(ALLCFLAGS) -o $@ $< $(LIBA) -lcriterion $(LDEXE) $(LDLIBS)
 
-# Threaded tests (tests/mt.h, no Criterion: it crashes under TSan).
+# The multithreaded tests: plain C (tests/mt.h), so they also run under TSan.
 $(BUILD)/tests/mt_%: tests/mt_%.c tests/mt.h $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Itests $(ALLCFLAGS) -o $@ $< $(LIBA) $(LDEXE) $(LDLIBS)
@@ -119,9 +119,7 @@ test:
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory test-run
 	@$(MAKE) --no-print-directory test-valgrind
-	@$(MAKE) --no-print-directory SAN=tsan examples
-	@$(MAKE) --no-print-directory SAN=tsan test-examples
-	@$(MAKE) --no-print-directory SAN=tsan test-mt
+	@$(MAKE) --no-print-directory test-tsan
 	@$(MAKE) --no-print-directory SAN=asan all
 	@$(MAKE) --no-print-directory SAN=asan test-run
 
@@ -146,15 +144,17 @@ test-run: tests examples $(BUILD)/ctx_check
 	@CORIO_EXAMPLES_DIR=$(BUILD)/examples sh scripts/run-tests.sh $(TEST_BIN)
 	@$(MAKE) --no-print-directory test-mt
 
-# The threaded tests (tests/mt_*.c), each test in its own process; any
-# sanitizer report fails them (TSan: halt_on_error).
+# The multithreaded tests (any sanitizer report fails them).
 test-mt: $(MT_BIN)
-	@echo "== mt tests: $(BUILD)"
 	@for t in $(MT_BIN); do \
-	    TSAN_OPTIONS=halt_on_error=1 $$t > $(BUILD)/mt.log 2>&1; rc=$$?; \
-	    if [ $$rc -ne 0 ] || grep -q Sanitizer $(BUILD)/mt.log; then cat $(BUILD)/mt.log; echo "$$t FAILED"; exit 1; fi; \
-	    tail -n 1 $(BUILD)/mt.log; \
+	    TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" $$t || exit 1; \
 	done
+
+# ThreadSanitizer: the multithreaded tests and the examples.
+test-tsan:
+	@$(MAKE) --no-print-directory SAN=tsan examples $(addprefix build/tsan/tests/,$(MT_TESTS))
+	@$(MAKE) --no-print-directory SAN=tsan test-mt
+	@$(MAKE) --no-print-directory SAN=tsan test-examples
 
 # The examples and the context check under Valgrind (stacks are registered
 # with it, so it follows the switches); any error fails.

@@ -31,6 +31,7 @@
 #include "corio/combine.h"
 #include "corio/group.h"
 #include "corio/sync.h"
+#include "corio/thread.h"
 #include "corio/procpool.h"
 
 #endif

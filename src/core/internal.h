@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "corio.h"
+#include "../arch/cpu.h"
 #include "../arch/fiber.h"
 #include "../arch/stack.h"
 #include "list.h"
@@ -195,6 +196,53 @@ void co__scopes_abandoned(co_task *t);
  * joins its children, pops its scope. */
 void co__group_abandon(struct co_group *g);
 
+/* ---- the cross-thread inbox (xq.c) -----------------------------------------------------
+ * How other threads reach a loop: co_loop_call_threadsafe, pool
+ * completions, thread-safe futures waking a task. A bounded lock-free
+ * multi-producer ring (Vyukov's: a cell is free for position pos when its
+ * seq == pos, published when seq == pos + 1), allocated at the first push,
+ * plus an overflow list under a mutex for when the ring is full. While the
+ * overflow list is non-empty every push goes there, and the loop drains the
+ * ring before the list, so each producer's calls run in the order made.
+ * The loop is the only consumer. */
+#define CO__XQ_CELLS 4096u
+typedef struct co__xcell {
+    atomic_size_t seq;
+    co_cb fn;
+    void *arg;
+} co__xcell;
+/* An overflow entry. Internal producers embed one in their record so that
+ * their pushes never allocate and never fail; `owned` ones were malloc'd
+ * by the push and are freed after running. */
+typedef struct co__xnode {
+    struct co__xnode *next;
+    co_cb fn;
+    void *arg;
+    bool owned;
+} co__xnode;
+typedef struct co__xq {
+    _Atomic(co__xcell *) cells;   /* any thread: NULL until the first push */
+    _Alignas(64) atomic_size_t tail; /* any thread: next position to claim */
+    _Alignas(64) size_t head;     /* loop thread: next position to run */
+    atomic_bool overflow;         /* any thread: the list below is non-empty */
+    atomic_bool closed;           /* any thread: pushes fail with -CO_ECLOSED */
+    pthread_mutex_t omu;          /* guards ohead/otail */
+    co__xnode *ohead, *otail;
+} co__xq;
+
+int co__xq_init(co__xq *q);
+/* Loop thread: refuses further pushes (-CO_ECLOSED) and runs everything
+ * accepted before. Calling it again is harmless. */
+void co__xq_close(co_loop *L);
+/* co__xq_close, then frees the queue. */
+void co__xq_fini(co_loop *L);
+/* Queues fn(arg) to run on L's thread and wakes L. `spare` (may be NULL)
+ * is used if the ring is full; without one a node is malloc'd.
+ * 0, -CO_ECLOSED (the loop is closed), -ENOMEM (no spare, no memory). */
+int co__xq_push(co_loop *L, co_cb fn, void *arg, co__xnode *spare);
+/* Loop thread: runs what was queued; returns how many ran. */
+size_t co__xq_drain(co_loop *L);
+
 /* ---- the loop ------------------------------------------------------------------------ */
 struct co_loop {
     co__fiber main;           /* the thread's own stack, where run_* was called */
@@ -208,7 +256,22 @@ struct co_loop {
     co__heap timers;
     co__poll poll;
     int wakefd;               /* eventfd: wake-ups from other threads and signals */
-    atomic_bool wake_pending; /* any thread: a write to wakefd is outstanding */
+    /* Waking the loop (co__loop_wakeup, any thread): a waker sets
+     * wake_pending, and writes wakefd only if the loop said it may sleep
+     * (sleeping). The loop sets sleeping before it blocks and then looks at
+     * wake_pending again (both seq_cst: one of the two sees the other), and
+     * after each poll clears wake_pending and runs its inbox. So a busy
+     * loop is woken without a system call, and a burst of wake-ups costs
+     * one write. */
+    atomic_bool wake_pending;
+    atomic_bool sleeping;
+    co__xq xq;                /* the cross-thread inbox */
+    atomic_bool xrefuse;      /* any thread: a stop began: co_loop_call_threadsafe
+                                 and co_loop_submit refuse (-CO_ECLOSED); the
+                                 library's own wake-ups still get through */
+    size_t xwaiters;          /* tasks waiting for another thread (pool jobs,
+                                 thread-safe futures): spin before sleeping,
+                                 and the virtual clock treats them as I/O */
     atomic_int sigint;        /* any thread / signal: SIGINTs not yet handled */
     size_t io_waiters;        /* fds a task waits on (virtual clock: do not jump) */
     co__list all;             /* every task struct of this loop */

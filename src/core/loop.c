@@ -30,6 +30,7 @@
 
 #define CO__BUDGET 256
 #define CO__AUTOJUMP_NS (10 * 1000 * 1000) /* virtual clock: real wait for I/O before jumping */
+#define CO__SPIN_NS (30 * 1000) /* spin before sleeping while a task waits for another thread */
 
 _Thread_local co_loop *co__tls_loop;      /* this thread's current loop */
 static _Thread_local co_loop *co__tls_running; /* the loop running on this thread */
@@ -104,7 +105,13 @@ co_loop *co_loop_new(const co_loop_opts *opts) {
     L->owner = pthread_self();
     L->wakefd = -1;
     L->poll.fd = -1;
-    int rc = co__poll_open(&L->poll);
+    int rc = co__xq_init(&L->xq);
+    if (rc < 0) {
+        free(L);
+        errno = -rc;
+        return NULL;
+    }
+    rc = co__poll_open(&L->poll);
     if (rc < 0) goto fail;
     L->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (L->wakefd < 0) {
@@ -131,6 +138,7 @@ co_loop *co_loop_new(const co_loop_opts *opts) {
 fail:
     if (L->wakefd >= 0) close(L->wakefd);
     co__poll_close(&L->poll);
+    pthread_mutex_destroy(&L->xq.omu);
     free(L);
     errno = -rc;
     return NULL;
@@ -151,14 +159,6 @@ co_loop *co__loop_get(int *err) {
         return NULL;
     }
     return L;
-}
-
-void co__loop_wakeup(co_loop *L) {
-    if (!atomic_exchange(&L->wake_pending, true)) {
-        uint64_t one = 1;
-        ssize_t n = write(L->wakefd, &one, sizeof one);
-        (void)n; /* EAGAIN: the counter is saturated, a wake-up is pending anyway */
-    }
 }
 
 size_t co_all_tasks(co_loop *L, co_task **out, size_t cap) {
@@ -266,14 +266,36 @@ static void co__poll_once(co_loop *L, int64_t timeout) {
     co__pevent ev[64];
     int n = co__poll_wait(&L->poll, timeout, ev, 64);
     for (int i = 0; i < n; i++) {
-        if (ev[i].data == NULL) { /* the wake-up eventfd */
+        if (ev[i].data == NULL) { /* the wake-up eventfd: reset it */
             uint64_t v;
             ssize_t r = read(L->wakefd, &v, sizeof v);
             (void)r;
-            atomic_store(&L->wake_pending, false);
         }
         /* fd waiters arrive with the I/O layer */
     }
+}
+
+/* The loop is about to block for up to timeout ns. If a task waits for
+ * another thread, that answer is often microseconds away: spin a little
+ * first (a sleeping thread costs a system call to wake, and on a VM whose
+ * idle vCPUs halt, tens of microseconds). Then announce the sleep; returns
+ * 0 if a wake-up came meanwhile (do not block). */
+static int64_t co__before_sleep(co_loop *L, int64_t timeout) {
+    if (L->xwaiters && !L->virtual_clock) {
+        int64_t until = co__clock_ns() + CO__SPIN_NS;
+        do {
+            for (int i = 0; i < 64; i++) {
+                if (atomic_load_explicit(&L->wake_pending, memory_order_relaxed)) return 0;
+                co__cpu_relax();
+            }
+        } while (co__clock_ns() < until);
+    }
+    atomic_store(&L->sleeping, true);
+    if (atomic_load(&L->wake_pending)) {
+        atomic_store_explicit(&L->sleeping, false, memory_order_relaxed);
+        return 0;
+    }
+    return timeout;
 }
 
 static void co__fire_timers(co_loop *L) {
@@ -290,7 +312,7 @@ static void co__turn(co_loop *L) {
         timeout = 0;
     } else if (L->timers.n) {
         int64_t d = co__heap_min_deadline(&L->timers);
-        if (L->virtual_clock) timeout = L->io_waiters ? CO__AUTOJUMP_NS : 0;
+        if (L->virtual_clock) timeout = L->io_waiters || L->xwaiters ? CO__AUTOJUMP_NS : 0;
         else {
             /* Wake on the next whole millisecond of the clock at or after
              * the deadline (asyncio and libuv have millisecond timers too):
@@ -303,10 +325,17 @@ static void co__turn(co_loop *L) {
     } else {
         timeout = L->closing ? 0 : -1; /* closing: never wait for what may not come */
     }
+    if (timeout != 0) timeout = co__before_sleep(L, timeout);
     /* Looking for I/O costs a system call: skip it when work is ready and
-     * nothing but the wake-up fd is registered and no wake-up is pending. */
-    if (timeout != 0 || L->io_waiters || atomic_load_explicit(&L->wake_pending, memory_order_relaxed))
-        co__poll_once(L, timeout);
+     * nothing but the wake-up fd is registered. */
+    if (timeout != 0 || L->io_waiters) co__poll_once(L, timeout);
+    if (timeout != 0) atomic_store_explicit(&L->sleeping, false, memory_order_relaxed);
+    if (atomic_load_explicit(&L->wake_pending, memory_order_relaxed)) {
+        /* cleared before the inbox is read: a push after this wakes us again */
+        atomic_store(&L->wake_pending, false);
+        atomic_thread_fence(memory_order_seq_cst);
+        co__xq_drain(L);
+    }
     if (atomic_load_explicit(&L->sigint, memory_order_relaxed)) co__handle_signals(L);
 
     co__loop_update_time(L);
@@ -376,7 +405,7 @@ int co_loop_run_until_complete(co_loop *L, co_task *t, void **value) {
 
 /* Could a turn of the loop make progress on its unfinished tasks? */
 static bool co__can_progress(co_loop *L) {
-    if (L->rq_head || L->io_waiters) return true;
+    if (L->rq_head || L->io_waiters || L->xwaiters) return true;
     for (uint32_t i = 0; i < L->timers.n; i++)
         if (L->timers.a[i].t->kind != CO__TM_HANDLE) return true; /* wakes a task */
     return false;
@@ -430,6 +459,10 @@ int co_loop_close(co_loop *L) {
                    co__task_name_buf(t, name, sizeof name));
         rc = -EBUSY;
     }
+    co_loop *prev = co__tls_loop;
+    co__tls_loop = L;
+    co__xq_close(L); /* runs the cross-thread calls accepted until now */
+    co__tls_loop = prev;
     co__drop_pending(L);
     L->closed = true;
     return rc;
@@ -486,6 +519,7 @@ int co_loop_free(co_loop *L) {
     co__heap_fini(&L->timers); /* before the handles its nodes live in */
     co__handles_fini(L);
     co__stack_pool_fini(&L->stacks);
+    co__xq_fini(L);
     co__poll_close(&L->poll);
     if (L->wakefd >= 0) close(L->wakefd);
     co__altstack_release(L->altstack);

@@ -1,0 +1,67 @@
+/* internal.h — the thread layer's shared structures: thread-safe futures
+ * (tsfuture.c) and what producers (pool.c, call.c, the process pool) plug
+ * into them. Never installed. */
+#ifndef CO_THREAD_INTERNAL_H
+#define CO_THREAD_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "../core/internal.h"
+#include "corio/thread.h"
+
+/* What a producer does when its future is cancelled, and how the memory
+ * that embeds the future is freed. Both optional. */
+typedef struct co__tsf_ops {
+    /* Called without the future's lock, once. was_pending: the future went
+     * from CO_PENDING to CO_CANCELLED (take the job out of your queue);
+     * otherwise it is running and got a cancel request. */
+    void (*cancel)(co_tsfuture *f, bool was_pending);
+    void (*free)(co_tsfuture *f); /* NULL: free(f) */
+} co__tsf_ops;
+
+/* A waiter: a task parked in co_tsfuture_wait (the record is on its
+ * stack) or a done-callback (malloc'd). */
+enum { CO__TSW_TASK = 1, CO__TSW_CB = 2 };
+typedef struct co__tsw {
+    co__list link;      /* in f->waiters while not taken (under f->mu) */
+    uint8_t kind;
+    bool taken;         /* under f->mu: the finisher took it off the list */
+    bool delivered;     /* task: its loop ran the wake-up (loop thread only) */
+    co_task *task;
+    co__xnode node;     /* the wake-up's inbox entry if the ring is full */
+    co_tsfuture_cb cb;
+    void *arg;
+} co__tsw;
+
+/* Invariants: state only moves forward (PENDING -> RUNNING -> finished, or
+ * PENDING -> finished) and is written under mu; value, err and msg are
+ * written once, before state becomes final, and never change after. */
+struct co_tsfuture {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;          /* threads blocked in co_tsfuture_wait */
+    atomic_int state;           /* co_state */
+    atomic_uint refs;
+    atomic_bool cancel_req;     /* co_tsfuture_cancel on a running future */
+    atomic_bool retrieved;      /* the value was handed to a reader */
+    int nblocked;               /* under mu: threads in cv */
+    void *value;
+    int err;
+    char *msg;
+    void (*free_result)(void *);
+    co__list waiters;           /* under mu: co__tsw, in registration order */
+    const co__tsf_ops *ops;
+};
+
+/* Initialises f with `refs` references (the caller's + the producer's). */
+int co__tsf_init(co_tsfuture *f, const co__tsf_ops *ops, unsigned refs);
+/* Finishes f (state CO_DONE, CO_FAILED or CO_CANCELLED) and fires its
+ * waiters. 0, or -CO_EINVALSTATE if it was already finished. */
+int co__tsf_finish(co_tsfuture *f, int state, void *value, int err, const char *msg);
+
+/* The pool job running on this thread (NULL elsewhere): co_blocking_*. */
+typedef struct co__job co__job;
+extern _Thread_local co__job *co__cur_job;
+bool co__job_is(const co__job *j, const co_tsfuture *f);
+
+#endif

@@ -1,0 +1,330 @@
+/* tsfuture.c — thread-safe futures (concurrent.futures.Future).
+ *
+ * A future has one mutex. Threads that wait block on its condition
+ * variable; tasks that wait leave a record (co__tsw) on their own stack and
+ * park; the thread that finishes the future takes every record off the
+ * list under the lock, then, unlocked, posts each task's wake-up to that
+ * task's loop inbox (never allocating: the record carries its inbox node)
+ * and calls the done-callbacks.
+ *
+ * A task that stops waiting (cancelled, timed out) takes its record back
+ * under the lock; if the finisher took it first, the wake-up is already on
+ * its way to this very loop, so the task waits for it (a few microseconds
+ * at most) before its stack record can go away.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+
+int co__tsf_init(co_tsfuture *f, const co__tsf_ops *ops, unsigned refs) {
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    int rc = pthread_cond_init(&f->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    if (rc) return -rc;
+    rc = pthread_mutex_init(&f->mu, NULL);
+    if (rc) {
+        pthread_cond_destroy(&f->cv);
+        return -rc;
+    }
+    atomic_init(&f->state, CO_PENDING);
+    atomic_init(&f->refs, refs);
+    atomic_init(&f->cancel_req, false);
+    atomic_init(&f->retrieved, false);
+    f->nblocked = 0;
+    f->value = NULL;
+    f->err = 0;
+    f->msg = NULL;
+    f->free_result = NULL;
+    co__list_init(&f->waiters);
+    f->ops = ops;
+    return 0;
+}
+
+co_tsfuture *co_tsfuture_new(void) {
+    co_tsfuture *f = malloc(sizeof *f);
+    if (!f) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    int rc = co__tsf_init(f, NULL, 1);
+    if (rc) {
+        free(f);
+        errno = -rc;
+        return NULL;
+    }
+    return f;
+}
+
+co_tsfuture *co_tsfuture_retain(co_tsfuture *f) {
+    if (f) atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
+    return f;
+}
+
+void co_tsfuture_release(co_tsfuture *f) {
+    if (!f || atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) != 1) return;
+    if (atomic_load_explicit(&f->state, memory_order_relaxed) == CO_DONE && f->value &&
+        f->free_result && !atomic_load_explicit(&f->retrieved, memory_order_relaxed))
+        f->free_result(f->value);
+    free(f->msg);
+    pthread_mutex_destroy(&f->mu);
+    pthread_cond_destroy(&f->cv);
+    if (f->ops && f->ops->free) f->ops->free(f);
+    else free(f);
+}
+
+/* ---- finishing ------------------------------------------------------------------ */
+
+/* On the waiting task's loop: the wake-up posted by the finisher. */
+static void co__tsw_deliver(void *arg) {
+    co__tsw *w = arg;
+    co_task *t = w->task;
+    w->delivered = true; /* w may be gone once t runs */
+    co__wake_if_parked(t);
+}
+
+/* Takes every waiter off f's list (mu held); returns them in `out`. */
+static void co__tsf_take_waiters(co_tsfuture *f, co__list *out) {
+    co__list_init(out);
+    co__list_for_each(it, &f->waiters) co__container_of(it, co__tsw, link)->taken = true;
+    if (co__list_empty(&f->waiters)) return;
+    out->next = f->waiters.next;
+    out->prev = f->waiters.prev;
+    out->next->prev = out;
+    out->prev->next = out;
+    co__list_init(&f->waiters);
+}
+
+static void co__tsf_fire(co_tsfuture *f, co__list *ws) {
+    co__list *n;
+    while ((n = co__list_pop_front(ws))) {
+        co__tsw *w = co__container_of(n, co__tsw, link);
+        if (w->kind == CO__TSW_TASK) {
+            /* the task's loop is alive: the task is parked in it, waiting */
+            co__xq_push(w->task->loop, co__tsw_deliver, w, &w->node);
+        } else {
+            w->cb(f, w->arg);
+            free(w);
+        }
+    }
+}
+
+int co__tsf_finish(co_tsfuture *f, int state, void *value, int err, const char *msg) {
+    char *m = msg ? strdup(msg) : NULL;
+    co__list ws;
+    pthread_mutex_lock(&f->mu);
+    if (atomic_load_explicit(&f->state, memory_order_relaxed) >= CO_DONE) {
+        pthread_mutex_unlock(&f->mu);
+        free(m);
+        return -CO_EINVALSTATE;
+    }
+    f->value = value;
+    f->err = err;
+    f->msg = m;
+    atomic_store_explicit(&f->state, state, memory_order_release);
+    co__tsf_take_waiters(f, &ws);
+    if (f->nblocked) pthread_cond_broadcast(&f->cv);
+    pthread_mutex_unlock(&f->mu);
+    co__tsf_fire(f, &ws);
+    return 0;
+}
+
+int co_tsfuture_set_result(co_tsfuture *f, void *value) {
+    if (!f) return -EINVAL;
+    return co__tsf_finish(f, CO_DONE, value, 0, NULL);
+}
+
+int co_tsfuture_set_error(co_tsfuture *f, int err, const char *msg) {
+    if (!f || err >= 0) return -EINVAL;
+    return co__tsf_finish(f, err == -ECANCELED ? CO_CANCELLED : CO_FAILED, NULL, err, msg);
+}
+
+int co_tsfuture_set_running(co_tsfuture *f) {
+    if (!f) return -EINVAL;
+    int rc = 0;
+    pthread_mutex_lock(&f->mu);
+    int s = atomic_load_explicit(&f->state, memory_order_relaxed);
+    if (s == CO_PENDING) atomic_store_explicit(&f->state, CO_RUNNING, memory_order_relaxed);
+    else if (s == CO_CANCELLED) rc = -ECANCELED;
+    else if (s != CO_RUNNING) rc = -CO_EINVALSTATE;
+    pthread_mutex_unlock(&f->mu);
+    return rc;
+}
+
+void co_tsfuture_set_free_result(co_tsfuture *f, void (*free_result)(void *)) {
+    if (f) f->free_result = free_result;
+}
+
+int co_tsfuture_cancel(co_tsfuture *f) {
+    if (!f) return -EINVAL;
+    co__list ws;
+    pthread_mutex_lock(&f->mu);
+    int s = atomic_load_explicit(&f->state, memory_order_relaxed);
+    if (s == CO_PENDING) {
+        f->err = -ECANCELED;
+        atomic_store_explicit(&f->state, CO_CANCELLED, memory_order_release);
+        co__tsf_take_waiters(f, &ws);
+        if (f->nblocked) pthread_cond_broadcast(&f->cv);
+        pthread_mutex_unlock(&f->mu);
+        if (f->ops && f->ops->cancel) f->ops->cancel(f, true);
+        co__tsf_fire(f, &ws);
+        return 1;
+    }
+    bool first = s == CO_RUNNING && !atomic_exchange(&f->cancel_req, true);
+    pthread_mutex_unlock(&f->mu);
+    if (first && f->ops && f->ops->cancel) f->ops->cancel(f, false);
+    return 0;
+}
+
+/* ---- reading ---------------------------------------------------------------------- */
+
+co_state co_tsfuture_state(const co_tsfuture *f) {
+    return f ? (co_state)atomic_load_explicit(&((co_tsfuture *)f)->state, memory_order_acquire)
+             : CO_PENDING;
+}
+
+bool co_tsfuture_done(const co_tsfuture *f) { return co_tsfuture_state(f) >= CO_DONE; }
+
+const char *co_tsfuture_message(const co_tsfuture *f) {
+    return co_tsfuture_done(f) ? f->msg : NULL;
+}
+
+/* f is finished (state read with acquire). */
+static int co__tsf_outcome(co_tsfuture *f, void **value) {
+    switch (atomic_load_explicit(&f->state, memory_order_acquire)) {
+    case CO_DONE:
+        if (value) {
+            *value = f->value;
+            atomic_store_explicit(&f->retrieved, true, memory_order_relaxed);
+        }
+        return 0;
+    case CO_FAILED:
+        return f->err;
+    default:
+        return -ECANCELED;
+    }
+}
+
+int co_tsfuture_result(co_tsfuture *f, void **value) {
+    if (!f) return -EINVAL;
+    if (!co_tsfuture_done(f)) return -EAGAIN;
+    return co__tsf_outcome(f, value);
+}
+
+int co_tsfuture_add_done_callback(co_tsfuture *f, co_tsfuture_cb fn, void *arg) {
+    if (!f || !fn) return -EINVAL;
+    co__tsw *w = calloc(1, sizeof *w);
+    if (!w) return -ENOMEM;
+    w->kind = CO__TSW_CB;
+    w->cb = fn;
+    w->arg = arg;
+    pthread_mutex_lock(&f->mu);
+    if (atomic_load_explicit(&f->state, memory_order_relaxed) < CO_DONE) {
+        co__list_append(&f->waiters, &w->link);
+        pthread_mutex_unlock(&f->mu);
+        return 0;
+    }
+    pthread_mutex_unlock(&f->mu);
+    free(w);
+    fn(f, arg);
+    return 0;
+}
+
+/* ---- waiting ---------------------------------------------------------------------- */
+
+/* From a task: park until the finisher's wake-up arrives. */
+static int co__tsf_wait_task(co_tsfuture *f, co_task *t, double timeout, void **value) {
+    co_loop *L = t->loop;
+    if (co__cancel_pending(t)) return -ECANCELED;
+    co__tsw w = {.kind = CO__TSW_TASK, .task = t};
+    pthread_mutex_lock(&f->mu);
+    if (atomic_load_explicit(&f->state, memory_order_relaxed) >= CO_DONE) {
+        pthread_mutex_unlock(&f->mu);
+        return co__tsf_outcome(f, value);
+    }
+    co__list_append(&f->waiters, &w.link);
+    pthread_mutex_unlock(&f->mu);
+
+    int64_t deadline = co__deadline_after(L, timeout);
+    bool armed = false;
+    int rc = 0;
+    L->xwaiters++;
+    for (;;) {
+        if (w.delivered) break;
+        if (co__cancel_pending(t)) {
+            rc = -ECANCELED;
+            break;
+        }
+        if (deadline != CO__NO_DEADLINE) {
+            if (armed && t->timer.idx == CO__TIMER_IDLE) { /* it fired */
+                rc = -ETIMEDOUT;
+                break;
+            }
+            if (!armed) {
+                if (deadline <= L->now) {
+                    rc = -ETIMEDOUT;
+                    break;
+                }
+                if (co__heap_add(&L->timers, &t->timer, deadline) < 0) {
+                    rc = -ENOMEM;
+                    break;
+                }
+                armed = true;
+            }
+        }
+        co__suspend(t); /* the code is a hint; w.delivered is the truth */
+    }
+    if (armed) co__heap_remove(&L->timers, &t->timer);
+    if (rc) {
+        pthread_mutex_lock(&f->mu);
+        bool taken = w.taken;
+        if (!taken) co__list_remove(&w.link);
+        pthread_mutex_unlock(&f->mu);
+        /* taken: the wake-up is in (or entering) this loop's inbox and
+         * points at w; wait for it, whatever else wakes us meanwhile */
+        while (taken && !w.delivered) co__suspend(t);
+    }
+    L->xwaiters--;
+    return rc ? rc : co__tsf_outcome(f, value);
+}
+
+/* From a thread: block on the condition variable. */
+static int co__tsf_wait_thread(co_tsfuture *f, double timeout, void **value) {
+    struct timespec until;
+    bool limited = timeout >= 0 && !isinf(timeout);
+    if (limited) {
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        int64_t ns = co__sec_to_ns(timeout) + until.tv_nsec;
+        until.tv_sec += (time_t)(ns / 1000000000);
+        until.tv_nsec = (long)(ns % 1000000000);
+    }
+    pthread_mutex_lock(&f->mu);
+    while (atomic_load_explicit(&f->state, memory_order_relaxed) < CO_DONE) {
+        f->nblocked++;
+        int rc = limited ? pthread_cond_timedwait(&f->cv, &f->mu, &until)
+                         : pthread_cond_wait(&f->cv, &f->mu);
+        f->nblocked--;
+        if (rc == ETIMEDOUT && atomic_load_explicit(&f->state, memory_order_relaxed) < CO_DONE) {
+            pthread_mutex_unlock(&f->mu);
+            return -ETIMEDOUT;
+        }
+    }
+    pthread_mutex_unlock(&f->mu);
+    return co__tsf_outcome(f, value);
+}
+
+int co_tsfuture_wait(co_tsfuture *f, double timeout, void **value) {
+    if (!f || isnan(timeout)) return -EINVAL;
+    if (co_tsfuture_done(f)) return co__tsf_outcome(f, value);
+    if (co__cur_job && co__job_is(co__cur_job, f)) return -EDEADLK;
+    co_task *t = co_current();
+    if (t) return co__tsf_wait_task(f, t, timeout, value);
+    if (timeout == 0) return -ETIMEDOUT;
+    return co__tsf_wait_thread(f, timeout, value);
+}
