@@ -413,6 +413,16 @@ static void reap(co_procpool *p, pp_worker *w, int why) {
         kill(w->pid, SIGKILL);
         reap_process(w, 0, how, sizeof how);
     }
+    int pid = (int)w->pid;
+    close(w->sock);
+    if (w->pidfd >= 0) close(w->pidfd);
+    free(w->rbuf);
+    w->rbuf = NULL;
+    w->rlen = w->rcap = 0;
+    /* gone from co_procpool_pids before anyone hears of its death */
+    pthread_mutex_lock(&p->mu);
+    w->pid = 0;
+    pthread_mutex_unlock(&p->mu);
     pp_job *j = w->job;
     if (j) {
         uint32_t k = j->ndone;
@@ -421,29 +431,21 @@ static void reap(co_procpool *p, pp_worker *w, int why) {
         co_procpool_result *r = &j->res[k];
         if (why == TIMED_OUT)
             set_msg(r, -ETIMEDOUT, "%s%s ran longer than %.3g s: worker %d killed", j->name, item,
-                    (double)j->timeout_ns * 1e-9, (int)w->pid);
+                    (double)j->timeout_ns * 1e-9, pid);
         else if (why == TERMINATED)
             set_msg(r, -ECANCELED, "pool terminated while %s%s ran (worker %d killed)", j->name,
-                    item, (int)w->pid);
+                    item, pid);
         else if (why == BAD_REPLY)
             set_msg(r, -CO_EWORKER, "worker %d sent a malformed reply while running %s%s",
-                    (int)w->pid, j->name, item);
+                    pid, j->name, item);
         else
-            set_msg(r, -CO_EWORKER, "worker %d %s while running %s%s", (int)w->pid, how, j->name,
+            set_msg(r, -CO_EWORKER, "worker %d %s while running %s%s", pid, how, j->name,
                     item);
         for (uint32_t i = k + 1; i < j->nitems; i++)
             set_msg(&j->res[i], r->err, "not run: %s", r->msg);
         w->job = NULL;
         job_finish(j);
     }
-    close(w->sock);
-    if (w->pidfd >= 0) close(w->pidfd);
-    free(w->rbuf);
-    w->rbuf = NULL;
-    w->rlen = w->rcap = 0;
-    pthread_mutex_lock(&p->mu);
-    w->pid = 0;
-    pthread_mutex_unlock(&p->mu);
 }
 
 static pp_job *dequeue(co_procpool *p) {
