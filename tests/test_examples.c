@@ -60,3 +60,4 @@ Test(examples, shield) { check_example("shield"); }
 Test(examples, group) { check_example("group"); }
 Test(examples, producer_consumer) { check_example("producer_consumer"); }
 Test(examples, rate_limit) { check_example("rate_limit"); }
+Test(examples, process_pool) { check_example("process_pool"); }
