@@ -91,6 +91,7 @@ struct co_procpool {
     int wakefd;              /* eventfd: callers wake the manager */
     size_t n;
     pp_worker *w;            /* the manager's */
+    struct pollfd *pf;       /* the manager's: 1 + 2 per worker */
     pthread_t mgr;
     co_tsfuture *done;       /* completed when the last worker is gone */
     char exe[PATH_MAX];
@@ -504,7 +505,7 @@ static void *manager(void *arg) {
         return NULL;
     }
 
-    struct pollfd *pf = calloc(1 + 2 * p->n, sizeof *pf);
+    struct pollfd *pf = p->pf;
     bool killed = false;
     int spawn_err = 0;
     for (;;) {
@@ -604,7 +605,6 @@ static void *manager(void *arg) {
             else if (w->deadline <= now) reap(p, w, TIMED_OUT);
         }
     }
-    free(pf);
     co_tsfuture_set_result(p->done, NULL);
     return NULL;
 }
@@ -642,6 +642,7 @@ static void pool_destroy(co_procpool *p) {
     co_tsfuture_release(p->done);
     free_envp(p->envp);
     free(p->w);
+    free(p->pf);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
     free(p);
@@ -667,9 +668,10 @@ co_procpool *co_procpool_new(size_t nworkers) {
     }
     p->exe[len] = 0;
     p->w = calloc(nworkers, sizeof *p->w);
+    p->pf = calloc(1 + 2 * nworkers, sizeof *p->pf);
     p->envp = make_envp();
     p->done = co_tsfuture_new();
-    if (!p->w || !p->envp || !p->done) goto fail;
+    if (!p->w || !p->pf || !p->envp || !p->done) goto fail;
     co_tsfuture_set_running(p->done);
     if ((p->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
         err = errno;
