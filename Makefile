@@ -129,7 +129,7 @@ test:
 test-examples: examples
 	@echo "== examples: $(BUILD)"
 	@for e in $(EXAMPLES); do \
-	    out=$$(CORIO_VIRTUAL_CLOCK=1 TSAN_OPTIONS=halt_on_error=1 $(BUILD)/examples/$$e 2>&1) \
+	    out=$$(CORIO_VIRTUAL_CLOCK=1 CORIO_EXAMPLE_UNIT=0.1 TSAN_OPTIONS=halt_on_error=1 $(BUILD)/examples/$$e 2>&1) \
 	        || { printf '%s\n' "$$out"; echo "$$e FAILED"; exit 1; }; \
 	    if printf '%s' "$$out" | grep -q Sanitizer; then printf '%s\n' "$$out"; exit 1; fi; \
 	    echo "$$e: ok"; \
@@ -161,23 +161,30 @@ test-tsan:
 test-valgrind: examples $(BUILD)/ctx_check
 	@echo "== valgrind: $(BUILD)"
 	@for p in $(BUILD)/ctx_check $(addprefix $(BUILD)/examples/,$(EXAMPLES)); do \
-	    CORIO_VIRTUAL_CLOCK=1 valgrind -q --error-exitcode=9 --leak-check=full \
+	    CORIO_VIRTUAL_CLOCK=1 CORIO_EXAMPLE_UNIT=0.1 valgrind -q --error-exitcode=9 --leak-check=full \
 	        --errors-for-leak-kinds=definite $$p > /dev/null 2> $(BUILD)/valgrind.log \
 	        || { cat $(BUILD)/valgrind.log; echo "$$p: valgrind FAILED"; exit 1; }; \
 	    echo "$$(basename $$p): ok"; \
 	done
 
 # The AArch64 back end, cross-built and run under qemu-user: the context
-# check and the examples (their output compared with tests/expected).
+# check and the examples (their output compared with tests/expected; the
+# thread examples on the real clock with a short time unit, as test_examples
+# runs them).
 # Needs gcc-aarch64-linux-gnu and qemu-user (scripts/deps.sh --cross).
 A64 := build/aarch64
 test-aarch64:
 	@$(MAKE) --no-print-directory CC=aarch64-linux-gnu-gcc BUILD=$(A64) lib examples $(A64)/ctx_check
 	@echo "== aarch64 under qemu-user"
-	@export QEMU_LD_PREFIX=/usr/aarch64-linux-gnu CORIO_VIRTUAL_CLOCK=1; \
-	qemu-aarch64 $(A64)/ctx_check || exit 1; \
+	@export QEMU_LD_PREFIX=/usr/aarch64-linux-gnu; \
+	CORIO_VIRTUAL_CLOCK=1 qemu-aarch64 $(A64)/ctx_check || exit 1; \
 	for e in $(EXAMPLES); do \
-	    qemu-aarch64 $(A64)/examples/$$e > $(A64)/$$e.out 2>&1 || { cat $(A64)/$$e.out; exit 1; }; \
+	    case $$e in \
+	        to_thread) envs=CORIO_EXAMPLE_UNIT=0.3;; \
+	        loop_thread) envs=CORIO_EXAMPLE_UNIT=0.1;; \
+	        *) envs=CORIO_VIRTUAL_CLOCK=1;; \
+	    esac; \
+	    env $$envs qemu-aarch64 $(A64)/examples/$$e > $(A64)/$$e.out 2>&1 || { cat $(A64)/$$e.out; exit 1; }; \
 	    diff -u tests/expected/$$e.txt $(A64)/$$e.out || exit 1; \
 	    echo "$$e: ok"; \
 	done
@@ -188,7 +195,7 @@ $(BUILD)/ctx_check: tests/ctx_check.c $(LIBA)
 # ---- showcase and benchmarks ------------------------------------------------
 RUN_EXAMPLES := seq_await create_task callback cancel \
     gather gather_cancel gather_errors wait as_completed shield group \
-    producer_consumer rate_limit process_pool
+    producer_consumer rate_limit to_thread loop_thread process_pool
 run: all
 	@for e in $(RUN_EXAMPLES); do \
 	    printf '\n=== %s ===\n' "$$e"; \

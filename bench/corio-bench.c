@@ -28,6 +28,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -338,6 +339,88 @@ static void *queue_main(void *arg) {
     return NULL;
 }
 
+/* ---- offload: trivial functions on the thread pool ------------------------------------------ */
+
+static volatile long off_sink;
+static void *off_work(void *arg) {
+    (void)arg;
+    off_sink = off_sink + 1;
+    return (void *)1;
+}
+
+static double off_seq(long n) {
+    double t0 = now_s();
+    for (long i = 0; i < n; i++) {
+        void *r = NULL;
+        int rc = co_run_blocking(off_work, NULL, &r);
+        if (rc || r != (void *)1) die("offload: co_run_blocking: %s", co_strerror(rc));
+    }
+    return now_s() - t0;
+}
+
+static void *offload_main(void *arg) {
+    long n = *(long *)arg;
+    if (!co_pool_default()) die("offload: no pool: %s", strerror(errno));
+    off_seq(1000); /* warm-up: the pool's threads are started and running */
+    double seq = off_seq(n);
+    co_tsfuture **fs = malloc(sizeof *fs * (size_t)n);
+    if (!fs) die("offload: out of memory");
+    double t0 = now_s();
+    for (long i = 0; i < n; i++)
+        if (!(fs[i] = co_pool_submit(NULL, off_work, NULL))) die("offload: submit: %s", strerror(errno));
+    for (long i = 0; i < n; i++) {
+        void *r = NULL;
+        int rc = co_tsfuture_wait(fs[i], -1, &r);
+        if (rc || r != (void *)1) die("offload: wait: %s", co_strerror(rc));
+        co_tsfuture_release(fs[i]);
+    }
+    double conc = now_s() - t0;
+    free(fs);
+    result("offload", "corio", "seq_roundtrip", seq * 1e9 / (double)n, "ns");
+    result("offload", "corio", "conc_per_op", conc * 1e9 / (double)n, "ns");
+    return NULL;
+}
+
+/* ---- threadsafe: a foreign thread sends N callbacks to the loop ---------------------------- */
+
+static long ts_target, ts_ran;
+static double ts_end;
+static co_future *ts_done;
+static co_loop *ts_loop;
+
+static void ts_callback(void *arg) {
+    (void)arg;
+    if (++ts_ran == ts_target) {
+        ts_end = now_s();
+        co_future_set_result(ts_done, NULL);
+    }
+}
+
+static void *ts_producer(void *arg) {
+    (void)arg;
+    for (long i = 0; i < ts_target; i++) {
+        int rc = co_loop_call_threadsafe(ts_loop, ts_callback, NULL);
+        if (rc) die("threadsafe: co_loop_call_threadsafe: %s", co_strerror(rc));
+    }
+    return NULL;
+}
+
+static void *threadsafe_main(void *arg) {
+    ts_target = *(long *)arg;
+    ts_loop = co_loop_current();
+    ts_done = co_future_new();
+    if (!ts_done) die("threadsafe: out of memory");
+    pthread_t th;
+    double t0 = now_s();
+    if (pthread_create(&th, NULL, ts_producer, NULL)) die("threadsafe: pthread_create failed");
+    int rc = co_join(ts_done, NULL);
+    pthread_join(th, NULL);
+    if (rc || ts_ran != ts_target) die("threadsafe: ran %ld != %ld (%s)", ts_ran, ts_target, co_strerror(rc));
+    co_task_release(ts_done);
+    result("threadsafe", "corio", "per_callback", (ts_end - t0) * 1e9 / (double)ts_target, "ns");
+    return NULL;
+}
+
 /* ---- main ------------------------------------------------------------------------------------ */
 
 static _Noreturn void usage(void) {
@@ -347,7 +430,9 @@ static _Noreturn void usage(void) {
           "  idle   [N=1000000] [event|sleep]   N tasks blocked on a future / in co_sleep(10)\n"
           "  timers [N=1000000]           N co_call_later, delays uniform in [0, 1] s\n"
           "  gather [N=1000000]           spawn N tasks that return at once, co_gather them all\n"
-          "  queue  [N=10000000]          one producer, one consumer, co_queue of 64, N items\n",
+          "  queue  [N=10000000]          one producer, one consumer, co_queue of 64, N items\n"
+          "  offload [N=100000]           N trivial functions on the thread pool: one at a time, then all at once\n"
+          "  threadsafe [N=1000000]       a foreign thread sends N co_loop_call_threadsafe callbacks\n",
           stderr);
     exit(2);
 }
@@ -382,6 +467,12 @@ int main(int argc, char **argv) {
     } else if (strcmp(w, "queue") == 0) {
         fn = queue_main;
         dflt = 10000000;
+    } else if (strcmp(w, "offload") == 0) {
+        fn = offload_main;
+        dflt = 100000;
+    } else if (strcmp(w, "threadsafe") == 0) {
+        fn = threadsafe_main;
+        dflt = 1000000;
     } else {
         fprintf(stderr, "corio-bench: unknown workload \"%s\"\n", w);
         usage();

@@ -19,6 +19,7 @@
 #include <corio.h>
 #include <errno.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,11 +46,19 @@ static int mt_ntests;
     }                                                                     \
     static void mt_##name(void)
 
+/* Not declared printf-like: MT_CHECK(cond) passes it an empty format. */
+static void mt_msg(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+}
+
 #define MT_CHECK(cond, ...)                                                   \
     do {                                                                      \
         if (!(cond)) {                                                        \
             fprintf(stderr, "  %s:%d: check failed: %s: ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, "" __VA_ARGS__);                                  \
+            mt_msg("" __VA_ARGS__);                                           \
             fprintf(stderr, "\n");                                            \
             fflush(stderr);                                                   \
             _exit(1);                                                         \

@@ -31,10 +31,13 @@ static void examples_dir(char *out, size_t cap) {
     snprintf(out, cap, "%.*s/../examples", (int)(cap - 16), self);
 }
 
-static void check_example(const char *name) {
+/* env: the environment the example runs with. The thread examples block
+ * real threads for real time, so they run on the real clock with their
+ * time unit shortened (examples/example_unit.h) and print whole units. */
+static void check_example_env(const char *name, const char *env) {
     char dir[PATH_MAX], cmd[PATH_MAX * 2], expected[4096], got[4096];
     examples_dir(dir, sizeof dir);
-    snprintf(cmd, sizeof cmd, "CORIO_VIRTUAL_CLOCK=1 '%s/%s'", dir, name);
+    snprintf(cmd, sizeof cmd, "%s '%s/%s'", env, dir, name);
     FILE *p = popen(cmd, "r");
     cr_assert_not_null(p);
     size_t n = fread(got, 1, sizeof got - 1, p);
@@ -46,6 +49,8 @@ static void check_example(const char *name) {
     read_file(path, expected, sizeof expected);
     cr_assert_str_eq(got, expected, "%s printed:\n%s", name, got);
 }
+
+static void check_example(const char *name) { check_example_env(name, "CORIO_VIRTUAL_CLOCK=1"); }
 
 Test(examples, seq_await) { check_example("seq_await"); }
 Test(examples, create_task) { check_example("create_task"); }
@@ -60,4 +65,6 @@ Test(examples, shield) { check_example("shield"); }
 Test(examples, group) { check_example("group"); }
 Test(examples, producer_consumer) { check_example("producer_consumer"); }
 Test(examples, rate_limit) { check_example("rate_limit"); }
+Test(examples, to_thread, .timeout = 60) { check_example_env("to_thread", "CORIO_EXAMPLE_UNIT=0.3"); }
+Test(examples, loop_thread, .timeout = 60) { check_example_env("loop_thread", "CORIO_EXAMPLE_UNIT=0.1"); }
 Test(examples, process_pool) { check_example("process_pool"); }

@@ -221,11 +221,17 @@ typedef struct co__xnode {
     bool owned;
 } co__xnode;
 typedef struct co__xq {
-    _Atomic(co__xcell *) cells;   /* any thread: NULL until the first push */
-    _Alignas(64) atomic_size_t tail; /* any thread: next position to claim */
-    _Alignas(64) size_t head;     /* loop thread: next position to run */
+    /* read by every push, written rarely: a line of their own */
+    _Alignas(64) _Atomic(co__xcell *) cells; /* any thread: NULL until the first push */
     atomic_bool overflow;         /* any thread: the list below is non-empty */
     atomic_bool closed;           /* any thread: pushes fail with -CO_ECLOSED */
+    _Alignas(64) atomic_size_t tail; /* any thread: next position to claim */
+    /* any thread: pushes in progress. A push touches the loop after it
+     * published (the wake-up), when the loop may already have run the
+     * message, finished and be freeing itself: co__xq_fini waits for 0.
+     * On the tail's line, which a pusher owns anyway. */
+    atomic_int pushing;
+    _Alignas(64) size_t head;     /* loop thread: next position to run */
     pthread_mutex_t omu;          /* guards ohead/otail */
     co__xnode *ohead, *otail;
 } co__xq;
@@ -240,8 +246,17 @@ void co__xq_fini(co_loop *L);
  * is used if the ring is full; without one a node is malloc'd.
  * 0, -CO_ECLOSED (the loop is closed), -ENOMEM (no spare, no memory). */
 int co__xq_push(co_loop *L, co_cb fn, void *arg, co__xnode *spare);
-/* Loop thread: runs what was queued; returns how many ran. */
+/* Loop thread: runs what was queued; returns how many ran. Every turn
+ * calls it (cheap when empty: one load of the next cell). */
 size_t co__xq_drain(co_loop *L);
+/* Loop thread: is something queued? */
+bool co__xq_ready(co_loop *L);
+/* Loop thread, spinning with nothing else to do, just saw the inbox become
+ * non-empty: waits a moment (at most a few microseconds) for a batch to
+ * accumulate. Draining each entry the instant it is published makes the
+ * loop and the producer fight over the same cache line for every entry;
+ * a batch moves whole lines once. */
+void co__xq_gather(co_loop *L);
 
 /* ---- the loop ------------------------------------------------------------------------ */
 struct co_loop {
@@ -256,19 +271,25 @@ struct co_loop {
     co__heap timers;
     co__poll poll;
     int wakefd;               /* eventfd: wake-ups from other threads and signals */
-    /* Waking the loop (co__loop_wakeup, any thread): a waker sets
-     * wake_pending, and writes wakefd only if the loop said it may sleep
-     * (sleeping). The loop sets sleeping before it blocks and then looks at
-     * wake_pending again (both seq_cst: one of the two sees the other), and
-     * after each poll clears wake_pending and runs its inbox. So a busy
-     * loop is woken without a system call, and a burst of wake-ups costs
-     * one write. */
-    atomic_bool wake_pending;
+    /* Waking the loop (co__loop_wakeup, any thread, after publishing its
+     * message). wake_pending true means "the loop will look at its inbox
+     * without being told": a waker that sees it does nothing; otherwise it
+     * sets it and writes wakefd if the loop is sleeping. The loop keeps
+     * wake_pending true while awake (it drains the inbox every turn), and
+     * only before blocking clears it, sets sleeping and looks at the inbox
+     * once more (seq_cst: either the loop sees the message or the waker
+     * sees the flags). So a busy loop costs a waker one load of a line
+     * that does not change, and a sleeping one one write(2). */
+    _Alignas(64) atomic_bool wake_pending; /* (a line of their own: other threads
+                                             read these on every push) */
     atomic_bool sleeping;
-    co__xq xq;                /* the cross-thread inbox */
     atomic_bool xrefuse;      /* any thread: a stop began: co_loop_call_threadsafe
                                  and co_loop_submit refuse (-CO_ECLOSED); the
                                  library's own wake-ups still get through */
+    co__xq xq;                /* the cross-thread inbox */
+    bool xbusy;               /* the last turn ran cross-thread calls: more are
+                                 likely, spin before sleeping */
+    size_t xlast;             /* how many the last non-empty drain ran */
     size_t xwaiters;          /* tasks waiting for another thread (pool jobs,
                                  thread-safe futures): spin before sleeping,
                                  and the virtual clock treats them as I/O */

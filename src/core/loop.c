@@ -276,23 +276,31 @@ static void co__poll_once(co_loop *L, int64_t timeout) {
 }
 
 /* The loop is about to block for up to timeout ns. If a task waits for
- * another thread, that answer is often microseconds away: spin a little
- * first (a sleeping thread costs a system call to wake, and on a VM whose
+ * another thread, or other threads just sent calls, the next message is
+ * often microseconds away: spin a little first (a sleeping thread costs a system call to wake, and on a VM whose
  * idle vCPUs halt, tens of microseconds). Then announce the sleep; returns
  * 0 if a wake-up came meanwhile (do not block). */
 static int64_t co__before_sleep(co_loop *L, int64_t timeout) {
-    if (L->xwaiters && !L->virtual_clock) {
+    if ((L->xwaiters || L->xbusy) && !L->virtual_clock) {
         int64_t until = co__clock_ns() + CO__SPIN_NS;
         do {
             for (int i = 0; i < 64; i++) {
-                if (atomic_load_explicit(&L->wake_pending, memory_order_relaxed)) return 0;
+                if (co__xq_ready(L)) {
+                    if (L->xlast >= 16) co__xq_gather(L); /* a stream, not a reply */
+                    return 0;
+                }
                 co__cpu_relax();
             }
         } while (co__clock_ns() < until);
+        L->xbusy = false; /* nothing came: the next sleep does not spin */
     }
+    /* From here on a push must write the eventfd (see co_loop) */
+    atomic_store(&L->wake_pending, false);
     atomic_store(&L->sleeping, true);
-    if (atomic_load(&L->wake_pending)) {
-        atomic_store_explicit(&L->sleeping, false, memory_order_relaxed);
+    atomic_thread_fence(memory_order_seq_cst);
+    if (co__xq_ready(L) || atomic_load_explicit(&L->sigint, memory_order_relaxed)) {
+        atomic_store(&L->sleeping, false);
+        atomic_store(&L->wake_pending, true);
         return 0;
     }
     return timeout;
@@ -329,12 +337,14 @@ static void co__turn(co_loop *L) {
     /* Looking for I/O costs a system call: skip it when work is ready and
      * nothing but the wake-up fd is registered. */
     if (timeout != 0 || L->io_waiters) co__poll_once(L, timeout);
-    if (timeout != 0) atomic_store_explicit(&L->sleeping, false, memory_order_relaxed);
-    if (atomic_load_explicit(&L->wake_pending, memory_order_relaxed)) {
-        /* cleared before the inbox is read: a push after this wakes us again */
-        atomic_store(&L->wake_pending, false);
-        atomic_thread_fence(memory_order_seq_cst);
-        co__xq_drain(L);
+    if (timeout != 0) { /* awake: pushes need not wake us until the next sleep */
+        atomic_store_explicit(&L->sleeping, false, memory_order_relaxed);
+        atomic_store_explicit(&L->wake_pending, true, memory_order_relaxed);
+    }
+    size_t nx = co__xq_drain(L);
+    if (nx) {
+        L->xbusy = true;
+        L->xlast = nx;
     }
     if (atomic_load_explicit(&L->sigint, memory_order_relaxed)) co__handle_signals(L);
 

@@ -22,11 +22,17 @@
  * producer faster than the loop must not starve the tasks). */
 #define CO__XQ_BATCH (4 * CO__XQ_CELLS)
 
+/* co__xq_gather: how many entries a spinning loop lets accumulate, and for
+ * how long at most (pause instructions: about 1-3 us) before draining. */
+#define CO__XQ_GATHER 64
+#define CO__XQ_GATHER_SPINS 100
+
 static void co__xq_nop(void *arg) { (void)arg; }
 
 int co__xq_init(co__xq *q) {
     atomic_init(&q->cells, NULL);
     atomic_init(&q->tail, 0);
+    atomic_init(&q->pushing, 0);
     q->head = 0;
     atomic_init(&q->overflow, false);
     atomic_init(&q->closed, false);
@@ -58,7 +64,17 @@ void co__loop_wakeup(co_loop *L) {
     }
 }
 
+static int co__xq_push_in(co_loop *L, co_cb fn, void *arg, co__xnode *spare);
+
 int co__xq_push(co_loop *L, co_cb fn, void *arg, co__xnode *spare) {
+    co__xq *q = &L->xq;
+    atomic_fetch_add_explicit(&q->pushing, 1, memory_order_acquire);
+    int rc = co__xq_push_in(L, fn, arg, spare);
+    atomic_fetch_sub_explicit(&q->pushing, 1, memory_order_release); /* L may be gone after this */
+    return rc;
+}
+
+static int co__xq_push_in(co_loop *L, co_cb fn, void *arg, co__xnode *spare) {
     co__xq *q = &L->xq;
     if (co__unlikely(atomic_load_explicit(&q->closed, memory_order_relaxed))) return -CO_ECLOSED;
     co__xcell *cells = co__xq_cells(q);
@@ -117,6 +133,26 @@ int co__xq_push(co_loop *L, co_cb fn, void *arg, co__xnode *spare) {
     return 0;
 }
 
+bool co__xq_ready(co_loop *L) {
+    co__xq *q = &L->xq;
+    co__xcell *cells = atomic_load_explicit(&q->cells, memory_order_acquire);
+    if (cells && atomic_load_explicit(&cells[q->head & CO__XQ_MASK].seq, memory_order_acquire) == q->head + 1)
+        return true;
+    return atomic_load_explicit(&q->overflow, memory_order_acquire);
+}
+
+void co__xq_gather(co_loop *L) {
+    co__xq *q = &L->xq;
+    co__xcell *cells = atomic_load_explicit(&q->cells, memory_order_acquire);
+    if (!cells) return;
+    co__xcell *c = &cells[(q->head + CO__XQ_GATHER) & CO__XQ_MASK];
+    size_t want = q->head + CO__XQ_GATHER + 1;
+    for (int i = 0; i < CO__XQ_GATHER_SPINS; i++) {
+        if (atomic_load_explicit(&c->seq, memory_order_relaxed) == want) return;
+        co__cpu_relax();
+    }
+}
+
 size_t co__xq_drain(co_loop *L) {
     co__xq *q = &L->xq;
     size_t ran = 0;
@@ -134,12 +170,13 @@ size_t co__xq_drain(co_loop *L) {
             fn(arg);
             ran++;
         }
-        if (ran == CO__XQ_BATCH) {
-            co__loop_wakeup(L); /* more may be waiting: come back next turn */
-            return ran;
-        }
+        if (ran == CO__XQ_BATCH) return ran; /* the rest next turn (every turn drains) */
     }
-    if (atomic_load_explicit(&q->overflow, memory_order_acquire)) {
+    /* The overflow list holds what was pushed after the ring filled up:
+     * take it only once every position claimed in the ring has run, or a
+     * producer's ring entry would run after its later overflow entry. */
+    if (atomic_load_explicit(&q->overflow, memory_order_acquire) &&
+        q->head == atomic_load_explicit(&q->tail, memory_order_acquire)) {
         pthread_mutex_lock(&q->omu);
         co__xnode *n = q->ohead;
         q->ohead = q->otail = NULL;
@@ -177,6 +214,8 @@ void co__xq_close(co_loop *L) {
 void co__xq_fini(co_loop *L) {
     co__xq *q = &L->xq;
     co__xq_close(L);
+    /* a pusher may still be in its wake-up, after the message it published ran */
+    while (atomic_load_explicit(&q->pushing, memory_order_acquire)) sched_yield();
     free(atomic_load(&q->cells));
     atomic_store(&q->cells, NULL);
     pthread_mutex_destroy(&q->omu);
