@@ -299,8 +299,8 @@ static void *loop_thread(void *arg) {
     return (void *)bad;
 }
 
-/* Loops in plain threads rather than co_thread_loop_start: stopping a
- * thread loop races with its own free on main's side (reported). */
+/* Loops the test owns, in plain threads: each runs its tasks to the end
+ * and closes cleanly while the others still wait for processes. */
 MT_TEST(tasks_on_loops_in_two_threads_apply_at_once) {
     task_pool = new_pool(3);
     pthread_t th[2];
