@@ -7,6 +7,7 @@
  *   corio/combine.h gather, wait, as_completed, wait_for, shield
  *   corio/group.h  task groups (asyncio.TaskGroup, trio nurseries)
  *   corio/sync.h   mutex, event, condition, semaphore, barrier, queue
+ *   corio/procpool.h process pools (multiprocessing.Pool)
  *
  * Conventions (the same in every sub-header):
  *   - public names co_*, macros CO_*; nothing else is exported;
@@ -31,5 +32,6 @@
 #include "corio/group.h"
 #include "corio/sync.h"
 #include "corio/thread.h"
+#include "corio/procpool.h"
 
 #endif

@@ -29,7 +29,8 @@ extern "C" {
     X(EINCOMPLETE, 4007, "end of stream before the expected data")             \
     X(ELIMIT, 4008, "limit exceeded")                                          \
     X(ERUNNING, 4009, "event loop is already running")                         \
-    X(EBROKEN, 4010, "barrier is broken (aborted, or reset while waiting)")
+    X(EBROKEN, 4010, "barrier is broken (aborted, or reset while waiting)")     \
+    X(EWORKER, 4011, "a worker process died (crashed, killed or exited)")
 
 enum {
 #define CO__ERR_ENUM(name, value, msg) CO_##name = (value),
