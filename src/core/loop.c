@@ -17,6 +17,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -291,6 +292,9 @@ static int64_t co__before_sleep(co_loop *L, int64_t timeout) {
                 }
                 co__cpu_relax();
             }
+            /* a task waits for a reply: the thread computing it may share
+             * our CPU, let it run (a stream of calls needs no such help) */
+            if (L->xwaiters) sched_yield();
         } while (co__clock_ns() < until);
         L->xbusy = false; /* nothing came: the next sleep does not spin */
     }

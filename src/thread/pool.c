@@ -19,6 +19,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,6 +111,7 @@ static void co__pool_spin(co_pool *p) {
             if (atomic_load_explicit(&p->nqueued, memory_order_relaxed)) goto out;
             co__cpu_relax();
         }
+        sched_yield(); /* the submitter may share our CPU: let it run */
     } while (co__clock_ns() < until);
 out:
     pthread_mutex_lock(&p->mu);
