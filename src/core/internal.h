@@ -72,6 +72,11 @@ static inline int64_t co__sec_to_ns(double s) {
 /* The loop-clock deadline `timeout` seconds from now (the clock refreshed
  * first, as co_sleep does); timeout < 0 or INFINITY: CO__NO_DEADLINE. */
 int64_t co__deadline_after(co_loop *L, double timeout);
+/* One round of a wait loop with a deadline, using the task's own timer:
+ * 0 (not passed: suspend; the timer is armed on the first call),
+ * -ETIMEDOUT (passed, or the armed timer fired) or -ENOMEM. The caller
+ * disarms the timer when its loop ends if *armed. */
+int co__deadline_arm(co_task *t, int64_t deadline, bool *armed);
 
 void co__heap_init(co__heap *h);
 void co__heap_fini(co__heap *h);

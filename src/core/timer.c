@@ -122,3 +122,13 @@ void co__timer_fire(co_loop *L, co__timer *t) {
         co__rq_push(L, &h->run);
     }
 }
+
+int co__deadline_arm(co_task *t, int64_t deadline, bool *armed) {
+    if (deadline == CO__NO_DEADLINE) return 0;
+    if (*armed) return t->timer.idx == CO__TIMER_IDLE ? -ETIMEDOUT : 0; /* idle: it fired */
+    co_loop *L = t->loop;
+    if (deadline <= L->now) return -ETIMEDOUT;
+    if (co__heap_add(&L->timers, &t->timer, deadline) < 0) return -ENOMEM;
+    *armed = true;
+    return 0;
+}

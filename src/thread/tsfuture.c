@@ -261,23 +261,7 @@ static int co__tsf_wait_task(co_tsfuture *f, co_task *t, double timeout, void **
             rc = -ECANCELED;
             break;
         }
-        if (deadline != CO__NO_DEADLINE) {
-            if (armed && t->timer.idx == CO__TIMER_IDLE) { /* it fired */
-                rc = -ETIMEDOUT;
-                break;
-            }
-            if (!armed) {
-                if (deadline <= L->now) {
-                    rc = -ETIMEDOUT;
-                    break;
-                }
-                if (co__heap_add(&L->timers, &t->timer, deadline) < 0) {
-                    rc = -ENOMEM;
-                    break;
-                }
-                armed = true;
-            }
-        }
+        if ((rc = co__deadline_arm(t, deadline, &armed))) break;
         co__suspend(t); /* the code is a hint; w.delivered is the truth */
     }
     if (armed) co__heap_remove(&L->timers, &t->timer);
