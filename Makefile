@@ -147,7 +147,7 @@ test-run: tests examples $(BUILD)/ctx_check
 # The multithreaded tests (any sanitizer report fails them).
 test-mt: $(MT_BIN)
 	@for t in $(MT_BIN); do \
-	    TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" $$t || exit 1; \
+	    TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 atexit_sleep_ms=50" $$t || exit 1; \
 	done
 
 # ThreadSanitizer: the multithreaded tests and the examples.
