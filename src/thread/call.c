@@ -102,25 +102,15 @@ co_tsfuture *co_loop_submit(co_loop *L, co_fn fn, void *arg) {
         errno = CO_ECLOSED;
         return NULL;
     }
-    co__lsub *s = calloc(1, sizeof *s);
-    if (!s) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    int rc = co__tsf_init(&s->f, &co__lsub_ops, 2); /* the caller's + the producer's */
-    if (rc) {
-        free(s);
-        errno = -rc;
-        return NULL;
-    }
+    co__lsub *s = co__tsf_alloc(sizeof *s, &co__lsub_ops, 2); /* the caller's + the producer's */
+    if (!s) return NULL;
     s->loop = L;
     s->fn = fn;
     s->arg = arg;
     co__list_init(&s->w.link);
-    rc = co__xq_push(L, co__lsub_start, s, &s->start_node);
+    int rc = co__xq_push(L, co__lsub_start, s, &s->start_node);
     if (rc < 0) {
-        atomic_store(&s->f.refs, 1);
-        co_tsfuture_release(&s->f);
+        co__tsf_discard(&s->f);
         errno = -rc;
         return NULL;
     }

@@ -53,8 +53,12 @@ struct co_tsfuture {
     const co__tsf_ops *ops;
 };
 
-/* Initialises f with `refs` references (the caller's + the producer's). */
-int co__tsf_init(co_tsfuture *f, const co__tsf_ops *ops, unsigned refs);
+/* Allocates `size` zeroed bytes whose start is a future, initialised with
+ * `refs` references (the caller's + the producer's). NULL with errno. */
+void *co__tsf_alloc(size_t size, const co__tsf_ops *ops, unsigned refs);
+/* Frees a future from co__tsf_alloc that was never handed out, whatever
+ * its reference count. */
+void co__tsf_discard(co_tsfuture *f);
 /* Finishes f (state CO_DONE, CO_FAILED or CO_CANCELLED) and fires its
  * waiters. 0, or -CO_EINVALSTATE if it was already finished. */
 int co__tsf_finish(co_tsfuture *f, int state, void *value, int err, const char *msg);

@@ -330,17 +330,8 @@ co_tsfuture *co_pool_submit_ex(co_pool *p, co_blocking_fn fn, void *arg, void (*
         return NULL;
     }
     if (!p && !(p = co_pool_default())) return NULL;
-    co__job *j = malloc(sizeof *j);
-    if (!j) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    int rc = co__tsf_init(&j->f, &co__job_ops, 2); /* the caller's + the queue's */
-    if (rc) {
-        free(j);
-        errno = -rc;
-        return NULL;
-    }
+    co__job *j = co__tsf_alloc(sizeof *j, &co__job_ops, 2); /* the caller's + the queue's */
+    if (!j) return NULL;
     j->f.free_result = free_result;
     j->pool = p;
     j->dropped = false;
@@ -349,8 +340,7 @@ co_tsfuture *co_pool_submit_ex(co_pool *p, co_blocking_fn fn, void *arg, void (*
     pthread_mutex_lock(&p->mu);
     if (co__unlikely(p->shutdown)) {
         pthread_mutex_unlock(&p->mu);
-        atomic_store(&j->f.refs, 1);
-        co_tsfuture_release(&j->f);
+        co__tsf_discard(&j->f);
         errno = CO_ESHUTDOWN;
         return NULL;
     }

@@ -21,7 +21,7 @@
 
 #include "internal.h"
 
-int co__tsf_init(co_tsfuture *f, const co__tsf_ops *ops, unsigned refs) {
+static int co__tsf_init(co_tsfuture *f, const co__tsf_ops *ops, unsigned refs) {
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -37,23 +37,18 @@ int co__tsf_init(co_tsfuture *f, const co__tsf_ops *ops, unsigned refs) {
     atomic_init(&f->refs, refs);
     atomic_init(&f->cancel_req, false);
     atomic_init(&f->retrieved, false);
-    f->nblocked = 0;
-    f->value = NULL;
-    f->err = 0;
-    f->msg = NULL;
-    f->free_result = NULL;
     co__list_init(&f->waiters);
     f->ops = ops;
     return 0;
 }
 
-co_tsfuture *co_tsfuture_new(void) {
-    co_tsfuture *f = malloc(sizeof *f);
+void *co__tsf_alloc(size_t size, const co__tsf_ops *ops, unsigned refs) {
+    co_tsfuture *f = calloc(1, size);
     if (!f) {
         errno = ENOMEM;
         return NULL;
     }
-    int rc = co__tsf_init(f, NULL, 1);
+    int rc = co__tsf_init(f, ops, refs);
     if (rc) {
         free(f);
         errno = -rc;
@@ -61,6 +56,13 @@ co_tsfuture *co_tsfuture_new(void) {
     }
     return f;
 }
+
+void co__tsf_discard(co_tsfuture *f) {
+    atomic_store(&f->refs, 1);
+    co_tsfuture_release(f);
+}
+
+co_tsfuture *co_tsfuture_new(void) { return co__tsf_alloc(sizeof(co_tsfuture), NULL, 1); }
 
 co_tsfuture *co_tsfuture_retain(co_tsfuture *f) {
     if (f) atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
