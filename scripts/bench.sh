@@ -28,3 +28,5 @@ run timers 1000000
 run timers 200000
 run gather 1000000
 run queue 10000000
+run offload 100000
+run threadsafe 1000000

@@ -697,3 +697,114 @@ MT_TEST(runtime_spreads_tasks_and_hands_work_between_loops) {
     MT_CHECK(co_runtime_loop(g_rt, 3) == NULL);
     MT_OK(co_runtime_free(g_rt, 1));
 }
+
+/* ---- more of the public surface ----------------------------------------------------- */
+
+MT_TEST(tsfuture_set_error_and_references) {
+    co_tsfuture *f = co_tsfuture_new();
+    MT_CHECK(co_tsfuture_retain(f) == f); /* two references now */
+    MT_OK(co_tsfuture_set_error(f, -EPIPE, "peer went away"));
+    co_tsfuture_release(f); /* one left: still readable */
+    MT_EQ(co_tsfuture_state(f), CO_FAILED);
+    MT_EQ(co_tsfuture_wait(f, -1, NULL), -EPIPE);
+    MT_EQ(co_tsfuture_result(f, NULL), -EPIPE);
+    MT_CHECK(strcmp(co_tsfuture_message(f), "peer went away") == 0);
+    MT_EQ(co_tsfuture_set_error(f, -EIO, NULL), -CO_EINVALSTATE);
+    co_tsfuture_release(f);
+    f = co_tsfuture_new();
+    MT_OK(co_tsfuture_set_error(f, -ECANCELED, NULL)); /* a cancellation, not a failure */
+    MT_EQ(co_tsfuture_state(f), CO_CANCELLED);
+    MT_EQ(co_tsfuture_wait(f, 1, NULL), -ECANCELED);
+    co_tsfuture_release(f);
+}
+
+/* A task cancelled while it waits on a future leaves the future as it was;
+ * completing it later wakes nobody and loses nothing. A scope's deadline
+ * ends the wait the same way. */
+static void *await_forever(void *arg) { return (void *)(intptr_t)co_tsfuture_wait(arg, -1, NULL); }
+static void *await_in_scope(void *arg) {
+    co_scope s;
+    co_scope_enter(&s, 0.03, CO_FAIL_AFTER);
+    int rc = co_tsfuture_wait(arg, -1, NULL);
+    int ex = co_scope_exit(&s);
+    MT_EQ(rc, -ECANCELED);
+    MT_EQ(ex, -ETIMEDOUT);
+    return NULL;
+}
+static void *cancel_tsf_wait_main(void *arg) {
+    co_tsfuture *f = arg;
+    co_task *t = co_spawn(await_forever, f);
+    co_sleep(0.01);
+    MT_EQ(co_task_state(t), CO_PENDING); /* parked in the wait */
+    MT_EQ(co_cancel(t, NULL), 1);
+    MT_EQ(co_join(t, NULL), -ECANCELED);
+    co_task_release(t);
+    MT_EQ(co_tsfuture_state(f), CO_PENDING);
+    t = co_spawn(await_in_scope, f);
+    MT_OK(co_join(t, NULL));
+    co_task_release(t);
+    MT_EQ(co_tsfuture_state(f), CO_PENDING);
+    return NULL;
+}
+
+MT_TEST(task_waiting_on_a_tsfuture_is_cancelled_or_times_out) {
+    co_loop *L = new_loop();
+    co_tsfuture *f = co_tsfuture_new();
+    MT_OK(run_task(L, cancel_tsf_wait_main, f, NULL));
+    MT_OK(co_tsfuture_set_result(f, (void *)5)); /* no waiter left to wake */
+    void *v = NULL;
+    MT_OK(co_tsfuture_wait(f, 0, &v));
+    MT_EQ((intptr_t)v, 5);
+    co_tsfuture_release(f);
+    MT_OK(co_loop_free(L));
+}
+
+/* A submission cancelled before its loop got to it never runs. */
+static atomic_int submitted_ran;
+static void *mark_ran(void *arg) {
+    atomic_store(&submitted_ran, 1);
+    return NULL;
+}
+static void hold_loop(void *arg) { gate_meet(arg, 1000, 20); } /* blocks the loop until opened */
+static gate g_hold = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+
+MT_TEST(loop_submit_cancelled_before_it_starts_never_runs) {
+    co_loop *L = co_thread_loop_start(NULL);
+    MT_OK(co_loop_call_threadsafe(L, hold_loop, &g_hold));
+    co_tsfuture *f = co_loop_submit(L, mark_ran, NULL);
+    MT_EQ(co_tsfuture_state(f), CO_PENDING);
+    MT_EQ(co_tsfuture_cancel(f), 1);
+    gate_open(&g_hold);
+    MT_EQ(co_tsfuture_wait(f, -1, NULL), -ECANCELED);
+    MT_OK(co_thread_loop_stop(L, 1)); /* the start message ran (and spawned nothing) */
+    MT_EQ(atomic_load(&submitted_ran), 0);
+    co_tsfuture_release(f);
+}
+
+static void *stop_myself(void *arg) { return (void *)(intptr_t)co_thread_loop_stop(co_loop_current(), 0); }
+
+MT_TEST(thread_loop_stop_refuses_bad_loops) {
+    co_loop *plain = new_loop();
+    MT_EQ(co_thread_loop_stop(plain, 0), -EINVAL); /* not started by co_thread_loop_start */
+    MT_EQ(co_thread_loop_stop(plain, 0.0 / 0.0), -EINVAL);
+    MT_OK(co_loop_free(plain));
+    co_loop *L = co_thread_loop_start(NULL);
+    co_tsfuture *f = co_loop_submit(L, stop_myself, NULL);
+    void *v = NULL;
+    MT_OK(co_tsfuture_wait(f, 10, &v));
+    MT_EQ((intptr_t)v, -EDEADLK);
+    co_tsfuture_release(f);
+    MT_OK(co_thread_loop_stop(L, 0));
+    MT_EQ(co_thread_loop_stop(L, 0), -EINVAL); /* stopped already: no longer known */
+}
+
+MT_TEST(runtime_defaults_to_one_loop_per_core) {
+    co_runtime *rt = co_runtime_new(0, NULL);
+    MT_CHECK(rt != NULL);
+    MT_EQ(co_runtime_size(rt), sysconf(_SC_NPROCESSORS_ONLN));
+    for (size_t i = 0; i < co_runtime_size(rt); i++)
+        for (size_t k = 0; k < i; k++) MT_CHECK(co_runtime_loop(rt, (int)i) != co_runtime_loop(rt, (int)k));
+    MT_OK(co_runtime_free(rt, 0));
+    errno = 0;
+    MT_CHECK(co_runtime_new(5000, NULL) == NULL && errno == EINVAL);
+}

@@ -192,7 +192,8 @@ CO_API co_loop *co_thread_loop_start(const co_loop_opts *opts);
  * gives its tasks `grace` seconds to finish (< 0: no limit), cancels the
  * rest, closes and frees the loop, joins the thread.
  *   0, -EBUSY (a task would not finish even when cancelled: reported),
- *   -EINVAL (not such a loop), -EDEADLK (called on the loop's own thread) */
+ *   -EINVAL (not a loop from co_thread_loop_start, or stopped already),
+ *   -EDEADLK (called on the loop's own thread) */
 CO_API int co_thread_loop_stop(co_loop *loop, double grace);
 
 /* ---- one loop per core ----------------------------------------------------------- */

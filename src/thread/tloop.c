@@ -129,13 +129,12 @@ static int co__tloop_request_stop(co_loop *L, double grace, co__tloop **out) {
     co__tloop **pp = &co__tl_all;
     while (*pp && (*pp)->loop != L) pp = &(*pp)->next;
     co__tloop *tl = *pp;
-    if (tl && pthread_equal(tl->th, pthread_self())) tl = NULL;
-    else if (tl) *pp = tl->next;
+    /* unknown (never started here, or stopped already: L may be freed, so
+     * it is not touched), or our own thread, which could never join itself */
+    int rc = !tl ? -EINVAL : pthread_equal(tl->th, pthread_self()) ? -EDEADLK : 0;
+    if (rc == 0) *pp = tl->next;
     pthread_mutex_unlock(&co__tl_mu);
-    if (!tl) {
-        /* either unknown, or our own thread (which could never join itself) */
-        return co__on_loop_thread(L) ? -EDEADLK : -EINVAL;
-    }
+    if (rc) return rc;
     tl->grace = grace;
     atomic_store(&L->xrefuse, true);
     atomic_store(&tl->stop, true);
