@@ -332,14 +332,10 @@ static void *waiter_in_wait(void *arg) {
 }
 static void *wait_cancelled(void *arg) {
     co_task *t[2] = {spawn_ms(sleep_ms, 100), spawn_ms(sleep_ms, 2000)};
-    co_task *w = co_spawn(waiter_in_wait, t);
-    co_sleep(1);
-    co_cancel(w, NULL);
-    co_join(w, NULL);
+    tu_cancel_after(waiter_in_wait, t, 1);
     cr_assert_eq(co_task_state(t[1]), CO_PENDING, "cancelling the waiter cancels no child");
     void *v;
     cr_assert_eq(co_join(t[1], &v), 0);
-    co_task_release(w);
     release_all(t, 2);
     return NULL;
 }
@@ -490,13 +486,9 @@ static void *wait_for_waiter(void *arg) {
 }
 static void *wait_for_cancel_waiter(void *arg) {
     co_task *t = spawn_ms(sleep_ms, 50000);
-    co_task *w = co_spawn(wait_for_waiter, t);
-    co_sleep(1);
-    co_cancel(w, NULL);
-    co_join(w, NULL);
+    tu_cancel_after(wait_for_waiter, t, 1);
     cr_assert_eq(co_task_state(t), CO_CANCELLED, "cancelling the waiter cancels the task");
     cr_assert_float_eq(co_time(), 1.0, 1e-9);
-    co_task_release(w);
     co_task_release(t);
     return NULL;
 }
@@ -517,16 +509,12 @@ static void *shield_waiter(void *arg) {
 }
 static void *shield_under_cancel(void *arg) {
     co_task *job = spawn_ms(sleep_ms, 2000);
-    co_task *w = co_spawn(shield_waiter, job);
-    co_sleep(1);
-    co_cancel(w, NULL);
-    co_join(w, NULL);
+    tu_cancel_after(shield_waiter, job, 1);
     cr_assert_eq(co_task_state(job), CO_PENDING, "the shielded task runs on");
     void *v;
     cr_assert_eq(co_join(job, &v), 0);
     cr_assert_eq(v, V(2000));
     cr_assert_float_eq(co_time(), 2.0, 1e-9);
-    co_task_release(w);
     co_task_release(job);
     return NULL;
 }
@@ -567,11 +555,7 @@ Test(shield, passes_value_and_error) {
 static void *shield_unread_error(void *arg) {
     co_task_opts o = {.name = "shielded-job"};
     co_task *job = co_spawn_opts(fail_ms, V(2000), &o);
-    co_task *w = co_spawn(shield_waiter, job);
-    co_sleep(1);
-    co_cancel(w, NULL);
-    co_join(w, NULL);
-    co_task_release(w);
+    tu_cancel_after(shield_waiter, job, 1);
     co_task_release(job);
     co_sleep(2); /* the job fails with nobody to read it */
     return NULL;

@@ -134,11 +134,7 @@ static void *owner_joining(void *arg) {
     return NULL;
 }
 static void *cancel_owner(void *arg) {
-    co_task *o = co_spawn(owner_joining, arg);
-    co_sleep(1);
-    co_cancel(o, NULL);
-    cr_assert_eq(co_join(o, NULL), -ECANCELED);
-    co_task_release(o);
+    cr_assert_eq(tu_cancel_after(owner_joining, arg, 1), -ECANCELED);
     return NULL;
 }
 Test(group, owner_cancelled_from_outside_while_joining) {
@@ -234,12 +230,8 @@ static void *starter(void *arg) {
 }
 static void *start_cancelled(void *arg) {
     co_group *g = g_group = co_group_new();
-    co_task *s = co_spawn(starter, NULL);
-    co_sleep(1);
-    co_cancel(s, NULL);
-    co_join(s, NULL);
+    tu_cancel_after(starter, NULL, 1);
     cr_assert_eq(co_group_join(g, NULL, NULL), 0);
-    co_task_release(s);
     co_group_free(g);
     return NULL;
 }

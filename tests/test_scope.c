@@ -108,11 +108,7 @@ static void *scoped_sleeper(void *arg) {
     return NULL;
 }
 static void *outer_cancel(void *arg) {
-    co_task *t = co_spawn(scoped_sleeper, NULL);
-    co_sleep(1);
-    co_cancel(t, NULL);
-    cr_assert_eq(co_join(t, NULL), -ECANCELED);
-    co_task_release(t);
+    cr_assert_eq(tu_cancel_after(scoped_sleeper, NULL, 1), -ECANCELED);
     return NULL;
 }
 Test(scope, outer_cancel_is_not_the_scopes_timeout) {

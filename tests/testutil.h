@@ -57,6 +57,18 @@ static inline int tu_run(co_loop *L, co_fn fn, void *arg, void **value) {
     return rc;
 }
 
+/* From a task: spawns fn(arg), lets it run for `secs`, cancels it, waits
+ * for it to finish; returns what co_join returned. */
+static inline int tu_cancel_after(co_fn fn, void *arg, double secs) {
+    co_task *t = co_spawn(fn, arg);
+    cr_assert_not_null(t, "co_spawn: %s", co_strerror(-errno));
+    co_sleep(secs);
+    co_cancel(t, NULL);
+    int rc = co_join(t, NULL);
+    co_task_release(t);
+    return rc;
+}
+
 /* The common case: fn(arg) as a task on a fresh virtual-clock loop must
  * finish with a value, and the loop must then close cleanly. */
 static inline void tu_run_ok(co_fn fn, void *arg) {
