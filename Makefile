@@ -52,7 +52,8 @@ endif
 CORE_SRC := $(wildcard src/core/*.c)
 SYNC_SRC := $(wildcard src/sync/*.c)
 THREAD_SRC := $(wildcard src/thread/*.c)
-LIB_SRC := $(ARCH_SRC) $(CORE_SRC) $(SYNC_SRC) $(THREAD_SRC)
+IO_SRC := $(wildcard src/io/*.c)
+LIB_SRC := $(ARCH_SRC) $(CORE_SRC) $(SYNC_SRC) $(THREAD_SRC) $(IO_SRC)
 LIB_OBJ := $(patsubst src/%,$(BUILD)/obj/%.o,$(LIB_SRC))
 
 EXAMPLES := $(patsubst examples/%.c,%,$(wildcard examples/*.c))
@@ -152,7 +153,7 @@ test-mt: $(MT_BIN)
 
 # ThreadSanitizer: the multithreaded tests and the examples.
 test-tsan:
-	@$(MAKE) --no-print-directory SAN=tsan examples $(addprefix build/tsan/tests/,$(MT_TESTS))
+	@$(MAKE) --no-print-directory SAN=tsan examples
 	@$(MAKE) --no-print-directory SAN=tsan test-mt
 	@$(MAKE) --no-print-directory SAN=tsan test-examples
 

@@ -8,6 +8,7 @@
  *   corio/group.h  task groups (asyncio.TaskGroup, trio nurseries)
  *   corio/sync.h   mutex, event, condition, semaphore, barrier, queue
  *   corio/procpool.h process pools (multiprocessing.Pool)
+ *   corio/io.h     fd waits, sockets, DNS, buffered streams, servers
  *
  * Conventions (the same in every sub-header):
  *   - public names co_*, macros CO_*; nothing else is exported;
@@ -33,5 +34,6 @@
 #include "corio/sync.h"
 #include "corio/thread.h"
 #include "corio/procpool.h"
+#include "corio/io.h"
 
 #endif

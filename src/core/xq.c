@@ -174,13 +174,20 @@ size_t co__xq_drain(co_loop *L) {
     }
     /* The overflow list holds what was pushed after the ring filled up:
      * take it only once every position claimed in the ring has run, or a
-     * producer's ring entry would run after its later overflow entry. */
-    if (atomic_load_explicit(&q->overflow, memory_order_acquire) &&
-        q->head == atomic_load_explicit(&q->tail, memory_order_acquire)) {
+     * producer's ring entry would run after its later overflow entry. The
+     * tail is read under the lock: a producer's ring claim precedes its
+     * later append, so a list taken under the same lock holds no entry
+     * whose producer has an earlier claim this check did not see. (Read
+     * before the lock, a claim and the next append could both slip in
+     * between the check and the take.) */
+    if (atomic_load_explicit(&q->overflow, memory_order_acquire)) {
         pthread_mutex_lock(&q->omu);
-        co__xnode *n = q->ohead;
-        q->ohead = q->otail = NULL;
-        atomic_store(&q->overflow, false);
+        co__xnode *n = NULL;
+        if (q->head == atomic_load(&q->tail)) {
+            n = q->ohead;
+            q->ohead = q->otail = NULL;
+            atomic_store(&q->overflow, false);
+        }
         pthread_mutex_unlock(&q->omu);
         while (n) {
             co__xnode *next = n->next;

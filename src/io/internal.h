@@ -1,0 +1,78 @@
+/* io/internal.h — the I/O layer's contracts between its files (fd.c,
+ * sock.c, stream.c, server.c, and the TLS, signal and process files built
+ * on them). Never installed.
+ *
+ * Everything here runs on the owning loop's thread.
+ */
+#ifndef CO_IO_INTERNAL_H
+#define CO_IO_INTERNAL_H
+
+#include <sys/types.h>
+
+#include "../core/internal.h"
+#include "corio/io.h"
+
+/* ---- fd readiness (src/core/iowait.c) --------------------------------------------
+ * Edge-triggered registration, once per fd: co__fd_ready_wait suspends
+ * until an edge sets one of the wanted bits in the fd's ready mask.
+ * Callers follow the edge-triggered rule: read / write until EAGAIN, then
+ * co__fd_clear the bit and wait. */
+int co__fd_wait(co_loop *L, int fd, int events, int64_t deadline);
+void co__fd_clear(co_loop *L, int fd, int events);
+
+/* ---- error messages ------------------------------------------------------------------- */
+/* Sets co_io_error()'s sentence (printf-style) and returns err. */
+int co__io_fail(int err, const char *fmt, ...) CO_PRINTF(2, 3);
+
+/* ---- fault injection ------------------------------------------------------------------ */
+/* Counts one call of op: -err if this is the armed one, else 0. */
+int co__fault(int op);
+
+/* ---- stream transports -----------------------------------------------------------------
+ * A stream moves bytes through its transport: the plain one calls
+ * read/write on the fd; TLS (tls.c) wraps an SSL object. Calls never
+ * block. Each returns a count (> 0), 0 (read: end of stream), or a
+ * negative error; -EAGAIN with *want set to CO_READ or CO_WRITE says what
+ * the fd must become before the call can make progress (TLS may need to
+ * read in order to write, and the reverse). */
+typedef struct co__transport {
+    ssize_t (*read)(co_stream *s, void *buf, size_t n, int *want);
+    ssize_t (*write)(co_stream *s, const void *buf, size_t n, int *want);
+    /* Ends the sending side (shutdown(SHUT_WR), TLS close_notify): 0,
+     * -EAGAIN with *want, or an error. */
+    int (*shutdown)(co_stream *s, int *want);
+    /* Frees the transport's state (not the fd, not s). */
+    void (*free)(co_stream *s);
+    const char *name; /* "tcp", "pipe", "tls" */
+} co__transport;
+
+/* A growable byte buffer: data lives in [off, off + len) of mem[cap]. */
+typedef struct co__buf {
+    char *mem;
+    size_t off, len, cap;
+} co__buf;
+
+struct co_stream {
+    co_loop *loop;
+    int fd;
+    const co__transport *tr;
+    void *tr_state;          /* the transport's (TLS: its SSL) */
+    co__buf in, out;         /* out: queued, not yet taken by the transport */
+    size_t limit, high, low;
+    int err;                 /* first background send error, reported by the next write / drain */
+    bool eof;                /* the transport read end of stream */
+    bool wclosed;            /* write_eof or close: no more writes */
+    bool reading, writing;   /* a task is in a read / a drain (one each at a time) */
+    bool flushing_bg;        /* the fd's writable edges flush `out` (co__fd_watch) */
+    char peer[96];           /* for messages */
+};
+
+/* Stream internals for other transports (tls.c starts TLS on an open
+ * stream by swapping tr / tr_state after its handshake). */
+/* Waits until s's fd is ready for `want` (CO_READ / CO_WRITE), within the
+ * task's deadlines: 0 or -ECANCELED / -ETIMEDOUT / -CO_ENOTASK. */
+int co__stream_wait(co_stream *s, int want);
+/* Sends everything queued in s->out, waiting as needed. 0 or error. */
+int co__stream_flush(co_stream *s);
+
+#endif
