@@ -71,7 +71,7 @@ static void co__file_unref(co_file *f) {
 /* ---- the backend interface ---------------------------------------------------------
  * Each call is made from a task, suspends it until the operation is over,
  * and returns as the system call would (0 or a count, else -errno), or
- * -ECANCELED / -ETIMEDOUT when the task stops waiting first. In that case
+ * -ECANCELED when the task stops waiting first. In that case
  * the backend owns whatever the operation still produces and cleans it
  * up: an fd is closed, a buffer freed, a reference on the co_file dropped.
  * Buffers passed in are read or filled before the call returns, never
@@ -248,8 +248,8 @@ static void *co__freq_job(void *arg) {
 
 /* Runs r as a job on the default pool and waits for it.
  *   0    the job ran; its outcome is in r, which the caller frees
- *   <0   no outcome: the task stopped waiting (-ECANCELED, -ETIMEDOUT)
- *        or the job could not be submitted; r is gone (freed, or left
+ *   <0   no outcome: the task stopped waiting (-ECANCELED) or the job
+ *        could not be submitted; r is gone (freed, or left
  *        to the job, which frees it)
  * co_run_blocking_ex cannot be used here: when a waiter is cancelled
  * while its job is still queued, the job never runs and its argument
