@@ -25,8 +25,9 @@
  * always be released, and co_file_fd / co_file_tell / co_file_seek
  * (SEEK_SET, SEEK_CUR), which never suspend.
  *
- * Cancellation (co_cancel, scope deadlines): the waiting task is released
- * at once with -ECANCELED (-ETIMEDOUT for a scope deadline). A job that
+ * Cancellation (co_cancel, or the deadline of an enclosing scope, whose
+ * exit then says -ETIMEDOUT): the waiting task is released at once with
+ * -ECANCELED. A job that
  * had not started never runs; one already in a system call finishes in
  * the background and whatever it produced is cleaned up there: a late
  * opened fd is closed, a late read's buffer freed. Buffers are copied
@@ -36,7 +37,7 @@
  * the bytes it reports through *written.
  *
  * Errors are the kernel's, negated (-ENOENT, -EACCES, -EISDIR, -ENOSPC,
- * -EFBIG, -EIO, ...), plus -ECANCELED / -ETIMEDOUT as above, -CO_ENOTASK,
+ * -EFBIG, -EIO, ...), plus -ECANCELED as above, -CO_ENOTASK,
  * -ENOMEM, -EINVAL for bad arguments, and -CO_ESHUTDOWN if the default
  * pool was shut down. Each function lists the ones it adds of its own.
  */
