@@ -606,6 +606,32 @@ Test(file, outside_a_task_is_enotask) {
     rm_tmp();
 }
 
+/* Another thread, while this one's task waits for it: not a task there. */
+static void *other_thread(void *arg) {
+    struct stat st;
+    intptr_t bad = 0;
+    bad |= co_file_stat(path, &st) != -CO_ENOTASK;
+    bad |= co_file_write_all(path2, "x", 1, 0600) != -CO_ENOTASK;
+    co_file *f;
+    bad |= co_file_open(path, O_RDONLY, 0, &f) != -CO_ENOTASK;
+    return (void *)bad;
+}
+
+static void *from_another_thread(void *arg) {
+    void *bad = (void *)1;
+    cr_assert_eq(co_run_blocking(other_thread, NULL, &bad), 0);
+    cr_assert_null(bad, "a pool thread's calls were not refused");
+    cr_assert_str_eq(dir_list(), "a.txt");
+    return NULL;
+}
+
+Test(file, another_thread_is_enotask) {
+    mkdir_tmp();
+    put(path, "x");
+    tu_run_ok(from_another_thread, NULL);
+    rm_tmp();
+}
+
 static co_file *handle;
 
 static void *open_handle(void *arg) {

@@ -693,11 +693,7 @@ int co_file_read_all(const char *path, size_t max_bytes, char **data, size_t *le
          * before their end, so a short read alone proves nothing). */
         if (k == 0 || (hint && n >= hint && (size_t)k < want)) break;
     }
-    if (!buf && !(buf = malloc(1))) {
-        rc = -ENOMEM;
-        goto out;
-    }
-    buf[n] = 0;
+    buf[n] = 0; /* the first turn of the loop allocated buf */
 out:;
     int crc = co__fops->close(f);
     if (!rc) rc = crc;
@@ -770,8 +766,7 @@ int co_file_write_all(const char *path, const void *data, size_t len, mode_t mod
         if (rc != -EEXIST) break;
     }
     if (rc) goto out;
-    size_t w;
-    rc = co_file_write(f, data, len, &w);
+    rc = co_file_write(f, data, len, NULL);
     if (!rc) rc = co__fops->fsync(f);
     /* close reports write-back errors of some file systems (NFS): a
      * failed close means the data may not be there, so no rename */
