@@ -67,13 +67,14 @@ EX_BIN := $(addprefix $(BUILD)/examples/,$(EXAMPLES))
 TEST_BIN := $(addprefix $(BUILD)/tests/,$(TESTS))
 MT_BIN := $(addprefix $(BUILD)/tests/,$(MT_TESTS))
 BENCH_BIN := $(BUILD)/bench/corio-bench
+BENCH_SERVERS := $(patsubst bench/servers/%.c,$(BUILD)/bench/%,$(wildcard bench/servers/*.c))
 
 .PHONY: all lib examples tests bench-bin test test-run test-mt test-tsan test-examples test-valgrind test-aarch64 run bench install deps clean
 all: deps lib examples tests bench-bin
 lib: $(LIBA) $(LIBSO)
 examples: $(EX_BIN)
 tests: $(TEST_BIN) $(MT_BIN)
-bench-bin: $(BENCH_BIN)
+bench-bin: $(BENCH_BIN) $(BENCH_SERVERS)
 
 # scripts/deps.sh installs what is missing (Debian packages); cheap when all is there.
 DEPS_STAMP := build/.deps-ok
@@ -108,6 +109,12 @@ $(BUILD)/tests/%: tests/%.c tests/testutil.h $(LIBA)
 $(BUILD)/tests/mt_%: tests/mt_%.c tests/mt.h $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Itests $(ALLCFLAGS) -o $@ $< $(LIBA) $(LDEXE) $(LDLIBS)
+
+# The servers the macro benchmarks (../shared/peers/macro) run, e.g.
+# build/bench/echo_server PORT for tcp-echo.
+$(BUILD)/bench/%: bench/servers/%.c $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALLCFLAGS) -o $@ $< $(LIBA) $(LDLIBS)
 
 $(BENCH_BIN): $(BENCH_SRC) $(LIBA)
 	@mkdir -p $(dir $@)

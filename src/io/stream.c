@@ -28,11 +28,21 @@
 
 /* ---- the plain transport -------------------------------------------------------------- */
 
+/* The edge-triggered bookkeeping saves the read that would only say
+ * EAGAIN: a read shorter than asked emptied the socket at that moment, so
+ * its READ bit is cleared at once, and a read with the bit clear waits for
+ * the next edge (data arriving later always brings one) without a system
+ * call. */
 static ssize_t co__plain_read(co_stream *s, void *buf, size_t n, int *want) {
+    if (!(co__fd_ready(s->loop, s->fd) & CO_READ) && s->is_sock) {
+        *want = CO_READ;
+        return -EAGAIN;
+    }
     int rc = co__fault(CO_FAULT_READ);
     if (rc) return rc;
     for (;;) {
         ssize_t r = read(s->fd, buf, n);
+        if (r > 0 && (size_t)r < n && s->is_sock) co__fd_clear(s->loop, s->fd, CO_READ);
         if (r >= 0) return r;
         if (errno == EINTR) continue;
         if (errno == EAGAIN) *want = CO_READ;
