@@ -9,6 +9,7 @@
  *   corio/sync.h   mutex, event, condition, semaphore, barrier, queue
  *   corio/procpool.h process pools (multiprocessing.Pool)
  *   corio/io.h     fd waits, sockets, DNS, buffered streams, servers
+ *   corio/tls.h    TLS contexts, start_tls, what was negotiated
  *
  * Conventions (the same in every sub-header):
  *   - public names co_*, macros CO_*; nothing else is exported;
@@ -35,5 +36,6 @@
 #include "corio/thread.h"
 #include "corio/procpool.h"
 #include "corio/io.h"
+#include "corio/tls.h"
 
 #endif
