@@ -362,6 +362,10 @@ static int co__tls_ctx_new(bool server, const char *cert, const char *key, const
     SSL_CTX_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                                  SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_options(c->ssl, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+    /* read whole socket buffers, not a record header then its body: the
+     * stream always tries a read before it waits, so nothing buffered in
+     * OpenSSL can be missed */
+    SSL_CTX_set_read_ahead(c->ssl, 1);
     c->allow_trunc = o->allow_truncation;
     if (o->allow_truncation) SSL_CTX_set_options(c->ssl, CO__OP_TRUNCATION);
 
@@ -592,9 +596,7 @@ int co_stream_start_tls(co_stream *s, co_tls_ctx *ctx, const char *host) {
     t->s = s;
     t->ctx = ctx;
     co_tls_ctx_retain(ctx);
-    int type;
-    socklen_t tlen = sizeof type;
-    t->is_sock = getsockopt(s->fd, SOL_SOCKET, SO_TYPE, &type, &tlen) == 0;
+    t->is_sock = s->is_sock;
     co__tls_name(t, ctx->server ? NULL : host);
     if (s->in.len) { /* read ahead of the handshake: the peer's first TLS bytes */
         if (!(t->pre = malloc(s->in.len))) {
