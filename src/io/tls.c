@@ -67,6 +67,7 @@ typedef struct co__tls {
     bool bio_eof;             /* recv returned 0 */
     bool dead;                /* a fatal error: no SSL call but SSL_free; reads return `err` */
     int err;
+    bool established;         /* the handshake completed */
     bool sent_close;          /* close_notify went out */
     bool verified;
     char alpn[256];
@@ -166,7 +167,7 @@ static int co__tls_check(co__tls *t, int r, int *want, const char *what) {
     int reason = ERR_GET_LIB(q) == ERR_LIB_SSL ? ERR_GET_REASON(q) : 0;
     char why[256];
     int err = -CO_ETLS;
-    bool handshake = !SSL_is_init_finished(t->ssl);
+    bool handshake = !t->established;
     if (reason == SSL_R_CERTIFICATE_VERIFY_FAILED) {
         long v = SSL_get_verify_result(t->ssl);
         snprintf(why, sizeof why, "certificate verify failed (%s)", X509_verify_cert_error_string(v));
@@ -432,7 +433,11 @@ static int co__tls_ctx_new(bool server, const char *cert, const char *key, const
             goto fail;
         }
         if (SSL_CTX_use_PrivateKey_file(c->ssl, key, SSL_FILETYPE_PEM) != 1) {
-            rc = co__io_fail(-CO_ETLS, "TLS: cannot load private key %s: %s", key, co__ssl_reason(why, sizeof why));
+            unsigned long q = ERR_peek_last_error();
+            if (ERR_GET_LIB(q) == ERR_LIB_X509 && ERR_GET_REASON(q) == X509_R_KEY_VALUES_MISMATCH)
+                rc = co__io_fail(-CO_ETLS, "TLS: private key %s does not match certificate %s", key, cert);
+            else
+                rc = co__io_fail(-CO_ETLS, "TLS: cannot load private key %s: %s", key, co__ssl_reason(why, sizeof why));
             goto fail;
         }
         if (SSL_CTX_check_private_key(c->ssl) != 1) {
@@ -556,7 +561,10 @@ static int co__tls_handshake(co__tls *t, int64_t deadline) {
         ERR_clear_error();
         t->sys_err = 0;
         int r = SSL_do_handshake(t->ssl);
-        if (r == 1) return 0;
+        if (r == 1) {
+            t->established = true;
+            return 0;
+        }
         int want = 0;
         int rc = co__tls_check(t, r, &want, "handshake with");
         if (rc == 0)
