@@ -177,8 +177,10 @@ static int co__tls_check(co__tls *t, int r, int *want, const char *what) {
     } else if (q && e == SSL_ERROR_SSL) {
 #endif
         const char *rs = ERR_reason_error_string(q);
-        if (rs) snprintf(why, sizeof why, "%s", rs);
-        else snprintf(why, sizeof why, "OpenSSL error %lx", q);
+        if (!rs) snprintf(why, sizeof why, "OpenSSL error %lx", q);
+        else if (reason > SSL_AD_REASON_OFFSET) /* an alert the peer sent: it refused us */
+            snprintf(why, sizeof why, "the peer refused (%s)", rs);
+        else snprintf(why, sizeof why, "%s", rs);
         if (reason == SSL_R_WRONG_VERSION_NUMBER && handshake)
             snprintf(why + strlen(why), sizeof why - strlen(why), " (is the peer speaking TLS?)");
     } else if (t->sys_err) {
