@@ -155,7 +155,8 @@ static void note_conn(co_stream *s) {
     snprintf(seen.alpn, sizeof seen.alpn, "%s", (v = co_tls_alpn(s)) ? v : "(none)");
     snprintf(seen.version, sizeof seen.version, "%s", (v = co_tls_version(s)) ? v : "(none)");
     seen.verified = co_tls_peer_verified(s);
-    if (co_tls_peer_subject(s, seen.subject, sizeof seen.subject) < 0) snprintf(seen.subject, sizeof seen.subject, "(none)");
+    if (co_tls_peer_subject(s, seen.subject, sizeof seen.subject) < 0)
+        snprintf(seen.subject, sizeof seen.subject, "(none)");
 }
 
 /* Echoes lines upper-cased until end of stream, then says "BYE" and
@@ -281,8 +282,8 @@ static void *ip_host(void *arg) {
     char msg[512], want[256];
     rc = failing_connect(cctx, "127.0.0.1", port, "127.0.0.2", msg, sizeof msg);
     cr_assert_eq(rc, -CO_ETLS, "%s", co_err_name(rc));
-    snprintf(want, sizeof want, "TLS handshake with 127.0.0.2:%d failed: certificate verify failed (IP address mismatch)",
-             port);
+    snprintf(want, sizeof want,
+             "TLS handshake with 127.0.0.2:%d failed: certificate verify failed (IP address mismatch)", port);
     cr_assert_str_eq(msg, want);
 
     co_tls_ctx_free(cctx);
@@ -699,6 +700,56 @@ static void *timeout_handshake(void *arg) {
 }
 
 Test(tls, handshake_timeouts) { run_ok(timeout_handshake, NULL); }
+
+/* A server's handshake_timeout drops a client that never speaks. */
+static void *silent_client(void *arg) {
+    co_tls_opts so = {.handshake_timeout = 0.2};
+    co_tls_ctx *sctx = server_ctx("srv.pem", &so);
+    int port;
+    co_server *srv = start_server(sctx, echo_upper, &port);
+    co_tls_ctx_free(sctx);
+    co_stream *s = NULL;
+    cr_assert_eq(connect_tls(NULL, "127.0.0.1", port, NULL, &s), 0, "%s", co_io_error());
+    double t0 = co_time();
+    char buf[16];
+    ssize_t n = co_stream_read(s, buf, sizeof buf); /* we say nothing; the server gives up */
+    cr_assert(n == 0 || n == -ECONNRESET, "%s", co_err_name((int)n));
+    cr_assert_geq(co_time() - t0, 0.19);
+    cr_assert_eq(co_server_nconns(srv), 0);
+    cr_assert_eq(seen.conns, 0, "the handler never ran");
+    co_stream_close(s);
+    cr_assert_eq(co_server_close(srv, CO_SERVER_WAIT), 0);
+    return NULL;
+}
+
+Test(tls, server_drops_a_client_that_never_speaks) { run_ok(silent_client, NULL); }
+
+static void *blocked_reader(void *arg) {
+    char b[8];
+    co_stream_read(arg, b, sizeof b);
+    return NULL;
+}
+
+static void *busy(void *arg) {
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    co_stream *s;
+    cr_assert_eq(co_stream_open(sv[0], NULL, &s), 0);
+    co_tls_ctx *cctx = trusting_client(NULL);
+    co_task *r = co_spawn(blocked_reader, s);
+    co_sleep(0.01);
+    cr_assert_eq(co_stream_start_tls(s, cctx, "localhost"), -EBUSY);
+    cr_assert(strstr(co_io_error(), "another task is reading"), "%s", co_io_error());
+    co_cancel(r, NULL);
+    co_join(r, NULL);
+    co_task_release(r);
+    co_stream_close(s);
+    close(sv[1]);
+    co_tls_ctx_free(cctx);
+    return NULL;
+}
+
+Test(tls, start_tls_while_another_task_reads_is_ebusy) { run_ok(busy, NULL); }
 
 /* ---- real OpenSSL peers ---------------------------------------------------------------- */
 

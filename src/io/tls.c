@@ -494,11 +494,25 @@ static bool co__is_ip(const char *host) {
     return inet_pton(AF_INET, host, a) == 1 || inet_pton(AF_INET6, host, a) == 1;
 }
 
-/* "host:port" ("[v6]:port") with the port the fd is connected to. */
+/* The stream's name for messages (s->peer, filled in as stream.c does). */
+static const char *co__peer(co_stream *s) {
+    if (!s->peer[0]) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof ss;
+        if (getpeername(s->fd, (struct sockaddr *)&ss, &len) == 0 && len > sizeof(sa_family_t))
+            co_sockaddr_str((struct sockaddr *)&ss, len, s->peer, sizeof s->peer);
+        else
+            snprintf(s->peer, sizeof s->peer, "fd %d", s->fd);
+    }
+    return s->peer;
+}
+
+/* "host:port" ("[v6]:port") with the port the fd is connected to; without
+ * a host (a server), the stream's peer. */
 static void co__tls_name(co__tls *t, const char *host) {
     co_stream *s = t->s;
     if (!host) {
-        snprintf(t->name, sizeof t->name, "%s", s->peer[0] ? s->peer : "peer");
+        snprintf(t->name, sizeof t->name, "%s", co__peer(s));
         return;
     }
     struct sockaddr_storage ss;
@@ -588,21 +602,22 @@ int co_stream_start_tls(co_stream *s, co_tls_ctx *ctx, const char *host) {
     if (rc) return rc;
     co_loop *L = s->loop;
     if (task->loop != L) return co__wrongloop(L, "co_stream_start_tls");
-    if (s->tr == &co__tls_transport) return co__io_fail(-EINVAL, "start_tls on %s: the stream is TLS already", s->peer);
-    if (s->wclosed) return co__io_fail(-EINVAL, "start_tls on %s: the stream's sending side is closed", s->peer);
+    if (s->tr == &co__tls_transport)
+        return co__io_fail(-EINVAL, "start_tls on %s: the stream is TLS already", co__peer(s));
+    if (s->wclosed) return co__io_fail(-EINVAL, "start_tls on %s: the stream's sending side is closed", co__peer(s));
     if (s->reading || s->writing)
-        return co__io_fail(-EBUSY, "start_tls on %s: another task is reading or writing", s->peer);
+        return co__io_fail(-EBUSY, "start_tls on %s: another task is reading or writing", co__peer(s));
     if (!ctx->server && !host && (SSL_CTX_get_verify_mode(ctx->ssl) & SSL_VERIFY_PEER))
         return co__io_fail(-EINVAL, "start_tls on %s: no host name to verify the certificate against "
                                     "(give one, or set insecure_no_verify)",
-                           s->peer);
+                           co__peer(s));
     if (host && !*host) host = NULL;
 
     /* what was queued in the clear goes out in the clear, first */
     if ((rc = co__stream_flush(s))) return rc;
 
     co__tls *t = calloc(1, sizeof *t);
-    if (!t) return co__io_fail(-ENOMEM, "start_tls on %s: out of memory", s->peer);
+    if (!t) return co__io_fail(-ENOMEM, "start_tls on %s: out of memory", co__peer(s));
     t->s = s;
     t->ctx = ctx;
     co_tls_ctx_retain(ctx);
@@ -611,7 +626,7 @@ int co_stream_start_tls(co_stream *s, co_tls_ctx *ctx, const char *host) {
     if (s->in.len) { /* read ahead of the handshake: the peer's first TLS bytes */
         if (!(t->pre = malloc(s->in.len))) {
             co__tls_free_state(t);
-            return co__io_fail(-ENOMEM, "start_tls on %s: out of memory", s->peer);
+            return co__io_fail(-ENOMEM, "start_tls on %s: out of memory", co__peer(s));
         }
         memcpy(t->pre, s->in.mem + s->in.off, s->in.len);
         t->pre_len = s->in.len;
