@@ -98,7 +98,13 @@ static void make_certs(void) {
     cr_assert_eq(system(cmd), 0, "making the certificates failed: see %s/gen.log", D);
 }
 
+static pid_t peer_pid; /* an openssl process still running (a failed test): killed at the end */
+
 static void remove_certs(void) {
+    if (peer_pid > 0) {
+        kill(peer_pid, SIGKILL);
+        waitpid(peer_pid, NULL, 0);
+    }
     if (!D[0]) return;
     char cmd[256];
     snprintf(cmd, sizeof cmd, "rm -rf %s", D);
@@ -775,24 +781,30 @@ static pid_t spawn(char *const argv[], const char *in, const char *out) {
     int rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
     cr_assert_eq(rc, 0, "spawn %s: %s", argv[0], strerror(rc));
+    peer_pid = pid;
     return pid;
 }
 
 /* Waits (without blocking the loop) up to `secs` for pid; its wait status, or -1. */
 static int reap(pid_t pid, double secs) {
     double end = co_time() + secs;
-    int st;
-    while (co_time() < end) {
-        if (waitpid(pid, &st, WNOHANG) == pid) return st;
+    for (;;) {
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            peer_pid = 0;
+            return st;
+        }
+        if (co_time() >= end) return -1;
         co_sleep(0.02);
     }
-    return -1;
 }
 
+/* Ends pid if it is still our unreaped child (never a reused pid). */
 static void stop(pid_t pid) {
-    if (reap(pid, 0) != -1) return;
+    if (peer_pid != pid || reap(pid, 0) != -1) return;
     kill(pid, SIGTERM);
     waitpid(pid, NULL, 0);
+    peer_pid = 0;
 }
 
 static char *slurp(const char *path) {
