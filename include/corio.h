@@ -10,6 +10,7 @@
  *   corio/procpool.h process pools (multiprocessing.Pool)
  *   corio/io.h     fd waits, sockets, DNS, buffered streams, servers
  *   corio/tls.h    TLS contexts, start_tls, what was negotiated
+ *   corio/file.h   files on the thread pool (aiofiles), atomic whole-file writes
  *
  * Conventions (the same in every sub-header):
  *   - public names co_*, macros CO_*; nothing else is exported;
@@ -37,5 +38,6 @@
 #include "corio/procpool.h"
 #include "corio/io.h"
 #include "corio/tls.h"
+#include "corio/file.h"
 
 #endif

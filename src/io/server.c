@@ -77,7 +77,7 @@ static void *co__accept_main(void *arg) {
         co__conn *c = calloc(1, sizeof *c);
         if (!c || co_stream_open(fd, &srv->opts.stream, &c->s) < 0) {
             free(c);
-            close(fd);
+            co_close(fd);
             continue;
         }
         c->srv = srv;
@@ -129,7 +129,7 @@ int co_server_start_tcp(const char *host, const char *port, co_conn_handler hand
     int rc = co_tcp_listen(host, port, NULL, &fd);
     if (rc) return rc;
     rc = co_server_start(fd, handler, arg, opts, out);
-    if (rc) close(fd);
+    if (rc) co_close(fd);
     return rc;
 }
 

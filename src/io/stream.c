@@ -529,7 +529,7 @@ static int co__open_stream(int fd, const co_connect_opts *opts, const char *peer
     co_stream_opts so = {.limit = opts ? opts->limit : 0, .peer = peer};
     int rc = co_stream_open(fd, &so, out);
     if (rc) {
-        close(fd);
+        co_close(fd);
         return rc;
     }
     if (opts && opts->tls && (rc = co_stream_start_tls(*out, opts->tls, opts->tls_host ? opts->tls_host : host))) {
