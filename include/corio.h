@@ -9,6 +9,7 @@
  *   corio/sync.h   mutex, event, condition, semaphore, barrier, queue
  *   corio/procpool.h process pools (multiprocessing.Pool)
  *   corio/io.h     fd waits, sockets, DNS, buffered streams, servers
+ *   corio/tls.h    TLS contexts, start_tls, what was negotiated
  *   corio/file.h   files on the thread pool (aiofiles), atomic whole-file writes
  *
  * Conventions (the same in every sub-header):
@@ -36,6 +37,7 @@
 #include "corio/thread.h"
 #include "corio/procpool.h"
 #include "corio/io.h"
+#include "corio/tls.h"
 #include "corio/file.h"
 
 #endif
