@@ -295,8 +295,9 @@ int co_tcp_connect(const char *host, const char *port, const co_connect_opts *op
     struct addrinfo hints = {.ai_family = o.family, .ai_socktype = SOCK_STREAM, .ai_flags = AI_ADDRCONFIG};
     struct addrinfo *res = NULL;
     int rc = co_getaddrinfo(host, port, &hints, &res);
-    char why[384] = "";
+    char why[384] = ""; /* each attempt's sentence */
     size_t wlen = 0;
+    int tries = 0;
     int s = -1;
     for (struct addrinfo *ai = rc ? NULL : res; ai; ai = ai->ai_next) {
         if ((rc = co_socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol, &s))) break;
@@ -310,6 +311,7 @@ int co_tcp_connect(const char *host, const char *port, const co_connect_opts *op
         }
         if (rc == 0) rc = co_connect(s, ai->ai_addr, ai->ai_addrlen, attempt);
         if (rc == 0) break;
+        tries++;
         if (wlen < sizeof why) wlen += (size_t)snprintf(why + wlen, sizeof why - wlen, "%s%s", wlen ? "; " : "", co_io_error());
         co_close(s);
         s = -1;
@@ -325,7 +327,8 @@ int co_tcp_connect(const char *host, const char *port, const co_connect_opts *op
     }
     if (s < 0) {
         if (rc == 0) rc = -ECONNREFUSED;
-        if (wlen && rc != -ETIMEDOUT) co__io_fail(rc, "connect to %s:%s failed: %s", host, port, why);
+        if (tries > 1 && rc != -ETIMEDOUT)
+            co__io_fail(rc, "connect to %s:%s failed, %d addresses tried: %s", host, port, tries, why);
         return rc;
     }
     co__nodelay(s);
