@@ -263,6 +263,38 @@ bool co__xq_ready(co_loop *L);
  * a batch moves whole lines once. */
 void co__xq_gather(co_loop *L);
 
+/* ---- fd readiness (iowait.c) ------------------------------------------------------------
+ * One record per fd a task waited on (the loop's table, by fd number),
+ * registered with the poll backend once, both directions, edge-triggered.
+ * `ready` holds the CO_READ / CO_WRITE edges seen and not yet cleared by
+ * an EAGAIN (co__fd_clear). Waiters live on their tasks' stacks. */
+typedef struct co__iowaiter {
+    co__list link;
+    co_task *task;
+    int events; /* CO_READ / CO_WRITE wanted */
+    int got;    /* set by the waker: the ready events, or -EBADF (forgotten) */
+} co__iowaiter;
+typedef struct co__iofd {
+    int fd;
+    int ready;
+    bool registered;
+    co__list waiters;                 /* co__iowaiter */
+    void (*hook)(void *arg, int ev);  /* called on every edge (a stream's background flush) */
+    void *hook_arg;
+} co__iofd;
+
+/* The record for fd, created and registered if needed; NULL with *err
+ * (-ENOMEM, -EPERM: not pollable, -EBADF). */
+co__iofd *co__fd_get(co_loop *L, int fd, int *err);
+/* Suspends the running task until r has one of events ready (returned),
+ * or deadline (-ETIMEDOUT), cancellation (-ECANCELED), forget (-EBADF). */
+int co__fd_wait_rec(co_loop *L, co__iofd *r, int events, int64_t deadline);
+/* A poll event for the fd whose number + 1 is data. */
+void co__fd_event(co_loop *L, void *data, uint32_t pev);
+void co__fd_forget(co_loop *L, int fd);
+void co__fd_fini(co_loop *L);
+int co__fd_set_hook(co_loop *L, int fd, void (*hook)(void *, int), void *arg);
+
 /* ---- the loop ------------------------------------------------------------------------ */
 struct co_loop {
     co__fiber main;           /* the thread's own stack, where run_* was called */
@@ -299,7 +331,10 @@ struct co_loop {
                                  thread-safe futures): spin before sleeping,
                                  and the virtual clock treats them as I/O */
     atomic_int sigint;        /* any thread / signal: SIGINTs not yet handled */
-    size_t io_waiters;        /* fds a task waits on (virtual clock: do not jump) */
+    size_t io_waiters;        /* tasks waiting on an fd (virtual clock: do not jump) */
+    co__iofd **fds;           /* by fd number (NULL: none); nfds slots */
+    size_t nfds;
+    size_t io_regs;           /* records registered with the poll backend */
     co__list all;             /* every task struct of this loop */
     size_t ntasks_live;       /* unfinished tasks (not futures) */
     co_task *stop_when;       /* run_until_complete: stop when it finishes */

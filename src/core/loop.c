@@ -274,8 +274,9 @@ static void co__poll_once(co_loop *L, int64_t timeout) {
             uint64_t v;
             ssize_t r = read(L->wakefd, &v, sizeof v);
             (void)r;
+        } else {
+            co__fd_event(L, ev[i].data, ev[i].events);
         }
-        /* fd waiters arrive with the I/O layer */
     }
 }
 
@@ -349,7 +350,7 @@ static void co__turn(co_loop *L) {
     if (timeout != 0) timeout = co__before_sleep(L, timeout);
     /* Looking for I/O costs a system call: skip it when work is ready and
      * nothing but the wake-up fd is registered. */
-    if (timeout != 0 || L->io_waiters) co__poll_once(L, timeout);
+    if (timeout != 0 || L->io_regs) co__poll_once(L, timeout);
     if (timeout != 0) { /* awake: pushes need not wake us until the next sleep */
         atomic_store_explicit(&L->sleeping, false, memory_order_relaxed);
         atomic_store_explicit(&L->wake_pending, true, memory_order_relaxed);
@@ -543,6 +544,7 @@ int co_loop_free(co_loop *L) {
     co__handles_fini(L);
     co__stack_pool_fini(&L->stacks);
     co__xq_fini(L);
+    co__fd_fini(L);
     co__poll_close(&L->poll);
     if (L->wakefd >= 0) close(L->wakefd);
     co__altstack_release(L->altstack);

@@ -5,7 +5,8 @@
 
 #include <stdint.h>
 
-enum { CO__POLL_IN = 1, CO__POLL_OUT = 2, CO__POLL_ERR = 4, CO__POLL_HUP = 8 };
+/* ET (registration only): edge-triggered, reported once per change. */
+enum { CO__POLL_IN = 1, CO__POLL_OUT = 2, CO__POLL_ERR = 4, CO__POLL_HUP = 8, CO__POLL_ET = 16 };
 
 typedef struct co__poll {
     int fd;

@@ -12,7 +12,8 @@
 #include "poll.h"
 
 static uint32_t co__to_epoll(uint32_t ev) {
-    return (ev & CO__POLL_IN ? EPOLLIN | EPOLLRDHUP : 0) | (ev & CO__POLL_OUT ? EPOLLOUT : 0);
+    return (ev & CO__POLL_IN ? EPOLLIN | EPOLLRDHUP : 0) | (ev & CO__POLL_OUT ? EPOLLOUT : 0) |
+           (ev & CO__POLL_ET ? EPOLLET : 0);
 }
 
 int co__poll_open(co__poll *p) {

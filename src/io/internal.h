@@ -13,8 +13,9 @@
 #include "corio/io.h"
 
 /* ---- fd readiness (src/core/iowait.c) --------------------------------------------
- * Edge-triggered registration, once per fd: co__fd_ready_wait suspends
- * until an edge sets one of the wanted bits in the fd's ready mask.
+ * Edge-triggered registration, once per fd: co__fd_wait suspends until an
+ * edge sets one of the wanted bits in the fd's ready mask (returned, > 0)
+ * or fails (-ECANCELED, -ETIMEDOUT at deadline, -EBADF: forgotten).
  * Callers follow the edge-triggered rule: read / write until EAGAIN, then
  * co__fd_clear the bit and wait. */
 int co__fd_wait(co_loop *L, int fd, int events, int64_t deadline);
@@ -23,6 +24,10 @@ void co__fd_clear(co_loop *L, int fd, int events);
 /* ---- error messages ------------------------------------------------------------------- */
 /* Sets co_io_error()'s sentence (printf-style) and returns err. */
 int co__io_fail(int err, const char *fmt, ...) CO_PRINTF(2, 3);
+
+/* Ignores SIGPIPE process-wide if the program left it at its default
+ * (once): writes to a closed pipe then fail with -EPIPE. */
+void co__sigpipe_ignore(void);
 
 /* ---- fault injection ------------------------------------------------------------------ */
 /* Counts one call of op: -err if this is the armed one, else 0. */
@@ -63,7 +68,8 @@ struct co_stream {
     bool eof;                /* the transport read end of stream */
     bool wclosed;            /* write_eof or close: no more writes */
     bool reading, writing;   /* a task is in a read / a drain (one each at a time) */
-    bool flushing_bg;        /* the fd's writable edges flush `out` (co__fd_watch) */
+    bool is_sock;            /* send with MSG_NOSIGNAL; shutdown(SHUT_WR) for write_eof */
+    int bg_want;             /* the edge the background flush waits for (CO_WRITE; TLS may want CO_READ) */
     char peer[96];           /* for messages */
 };
 
