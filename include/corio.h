@@ -9,6 +9,7 @@
  *   corio/sync.h   mutex, event, condition, semaphore, barrier, queue
  *   corio/procpool.h process pools (multiprocessing.Pool)
  *   corio/io.h     fd waits, sockets, DNS, buffered streams, servers
+ *   corio/signal.h signal waits and handlers (loop.add_signal_handler)
  *
  * Conventions (the same in every sub-header):
  *   - public names co_*, macros CO_*; nothing else is exported;
@@ -35,5 +36,6 @@
 #include "corio/thread.h"
 #include "corio/procpool.h"
 #include "corio/io.h"
+#include "corio/signal.h"
 
 #endif
