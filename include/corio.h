@@ -10,6 +10,7 @@
  *   corio/procpool.h process pools (multiprocessing.Pool)
  *   corio/io.h     fd waits, sockets, DNS, buffered streams, servers
  *   corio/signal.h signal waits and handlers (loop.add_signal_handler)
+ *   corio/process.h child processes (asyncio.create_subprocess_exec)
  *
  * Conventions (the same in every sub-header):
  *   - public names co_*, macros CO_*; nothing else is exported;
@@ -37,5 +38,6 @@
 #include "corio/procpool.h"
 #include "corio/io.h"
 #include "corio/signal.h"
+#include "corio/process.h"
 
 #endif
