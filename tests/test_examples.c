@@ -68,3 +68,4 @@ Test(examples, rate_limit) { check_example("rate_limit"); }
 Test(examples, to_thread, .timeout = 60) { check_example_env("to_thread", "CORIO_EXAMPLE_UNIT=0.3"); }
 Test(examples, loop_thread, .timeout = 60) { check_example_env("loop_thread", "CORIO_EXAMPLE_UNIT=0.1"); }
 Test(examples, process_pool) { check_example("process_pool"); }
+Test(examples, subprocess) { check_example("subprocess"); }
