@@ -8,9 +8,11 @@
 #
 # Variables: CORIO_CTX=asm|ucontext (context switch back end; ucontext builds
 # into build/ucontext*), SAN=asan|tsan (used by the test target's second pass),
+# CORIO_TLS=1|0 (0: no OpenSSL; corio/tls.h calls return -ENOTSUP),
 # CC, CFLAGS, PREFIX, DESTDIR.
 
 CORIO_CTX ?= asm
+CORIO_TLS ?= 1
 SAN ?=
 CC ?= cc
 PREFIX ?= /usr/local
@@ -53,6 +55,12 @@ CORE_SRC := $(wildcard src/core/*.c)
 SYNC_SRC := $(wildcard src/sync/*.c)
 THREAD_SRC := $(wildcard src/thread/*.c)
 IO_SRC := $(wildcard src/io/*.c)
+ifeq ($(CORIO_TLS),0)
+  IO_SRC := $(filter-out src/io/tls.c,$(IO_SRC))
+else
+  IO_SRC := $(filter-out src/io/tls_none.c,$(IO_SRC))
+  LDLIBS += -lssl -lcrypto
+endif
 LIB_SRC := $(ARCH_SRC) $(CORE_SRC) $(SYNC_SRC) $(THREAD_SRC) $(IO_SRC)
 LIB_OBJ := $(patsubst src/%,$(BUILD)/obj/%.o,$(LIB_SRC))
 
@@ -67,13 +75,14 @@ EX_BIN := $(addprefix $(BUILD)/examples/,$(EXAMPLES))
 TEST_BIN := $(addprefix $(BUILD)/tests/,$(TESTS))
 MT_BIN := $(addprefix $(BUILD)/tests/,$(MT_TESTS))
 BENCH_BIN := $(BUILD)/bench/corio-bench
+BENCH_SERVERS := $(patsubst bench/servers/%.c,$(BUILD)/bench/%,$(wildcard bench/servers/*.c))
 
 .PHONY: all lib examples tests bench-bin test test-run test-mt test-tsan test-examples test-valgrind test-aarch64 run bench install deps clean
 all: deps lib examples tests bench-bin
 lib: $(LIBA) $(LIBSO)
 examples: $(EX_BIN)
 tests: $(TEST_BIN) $(MT_BIN)
-bench-bin: $(BENCH_BIN)
+bench-bin: $(BENCH_BIN) $(BENCH_SERVERS)
 
 # scripts/deps.sh installs what is missing (Debian packages); cheap when all is there.
 DEPS_STAMP := build/.deps-ok
@@ -108,6 +117,12 @@ $(BUILD)/tests/%: tests/%.c tests/testutil.h $(LIBA)
 $(BUILD)/tests/mt_%: tests/mt_%.c tests/mt.h $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Itests $(ALLCFLAGS) -o $@ $< $(LIBA) $(LDEXE) $(LDLIBS)
+
+# The servers the macro benchmarks (../shared/peers/macro) run, e.g.
+# build/bench/echo_server PORT for tcp-echo.
+$(BUILD)/bench/%: bench/servers/%.c $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALLCFLAGS) -o $@ $< $(LIBA) $(LDLIBS)
 
 $(BENCH_BIN): $(BENCH_SRC) $(LIBA)
 	@mkdir -p $(dir $@)
@@ -172,10 +187,11 @@ test-valgrind: examples $(BUILD)/ctx_check
 # check and the examples (their output compared with tests/expected; for
 # the thread examples, which block real threads for real seconds, only
 # their results, and process_pool not at all: see the case below).
-# Needs gcc-aarch64-linux-gnu and qemu-user (scripts/deps.sh --cross).
+# Needs gcc-aarch64-linux-gnu and qemu-user (scripts/deps.sh --cross);
+# OpenSSL is not installed for the target, so TLS is left out (CORIO_TLS=0).
 A64 := build/aarch64
 test-aarch64:
-	@$(MAKE) --no-print-directory CC=aarch64-linux-gnu-gcc BUILD=$(A64) lib examples $(A64)/ctx_check
+	@$(MAKE) --no-print-directory CC=aarch64-linux-gnu-gcc BUILD=$(A64) CORIO_TLS=0 lib examples $(A64)/ctx_check
 	@echo "== aarch64 under qemu-user"
 	@export QEMU_LD_PREFIX=/usr/aarch64-linux-gnu; \
 	CORIO_VIRTUAL_CLOCK=1 qemu-aarch64 $(A64)/ctx_check || exit 1; \
@@ -200,7 +216,7 @@ $(BUILD)/ctx_check: tests/ctx_check.c $(LIBA)
 # ---- showcase and benchmarks ------------------------------------------------
 RUN_EXAMPLES := seq_await create_task callback cancel \
     gather gather_cancel gather_errors wait as_completed shield group \
-    producer_consumer rate_limit to_thread loop_thread process_pool subprocess
+    producer_consumer rate_limit to_thread loop_thread process_pool download subprocess
 run: all
 	@for e in $(RUN_EXAMPLES); do \
 	    printf '\n=== %s ===\n' "$$e"; \

@@ -9,6 +9,8 @@
  *   corio/sync.h   mutex, event, condition, semaphore, barrier, queue
  *   corio/procpool.h process pools (multiprocessing.Pool)
  *   corio/io.h     fd waits, sockets, DNS, buffered streams, servers
+ *   corio/tls.h    TLS contexts, start_tls, what was negotiated
+ *   corio/file.h   files on the thread pool (aiofiles), atomic whole-file writes
  *   corio/signal.h signal waits and handlers (loop.add_signal_handler)
  *   corio/process.h child processes (asyncio.create_subprocess_exec)
  *
@@ -37,6 +39,8 @@
 #include "corio/thread.h"
 #include "corio/procpool.h"
 #include "corio/io.h"
+#include "corio/tls.h"
+#include "corio/file.h"
 #include "corio/signal.h"
 #include "corio/process.h"
 

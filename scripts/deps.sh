@@ -4,7 +4,7 @@
 set -e
 need=""
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-pkgs="gcc make libc6-dev libcriterion-dev pkg-config valgrind"
+pkgs="gcc make libc6-dev libcriterion-dev libssl-dev openssl pkg-config valgrind"
 # --cross: also what `make test-aarch64` needs (cross compiler, qemu-user)
 [ "${1:-}" = "--cross" ] && pkgs="$pkgs gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user"
 for p in $pkgs; do

@@ -30,7 +30,8 @@ extern "C" {
     X(ELIMIT, 4008, "limit exceeded")                                          \
     X(ERUNNING, 4009, "event loop is already running")                         \
     X(EBROKEN, 4010, "barrier is broken (aborted, or reset while waiting)")     \
-    X(EWORKER, 4011, "a worker process died (crashed, killed or exited)")
+    X(EWORKER, 4011, "a worker process died (crashed, killed or exited)")      \
+    X(ETLS, 4012, "TLS handshake or protocol failure")
 
 enum {
 #define CO__ERR_ENUM(name, value, msg) CO_##name = (value),

@@ -454,4 +454,9 @@ static inline void co__wake_if_parked(co_task *t) {
     if (t->flags & CO__T_SUSPENDED) co__wake(t, 0);
 }
 
+/* fd's ready bits (0 if it has no record). */
+static inline int co__fd_ready(const co_loop *L, int fd) {
+    return (size_t)fd < L->nfds && L->fds[fd] ? L->fds[fd]->ready : 0;
+}
+
 #endif

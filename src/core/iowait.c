@@ -11,8 +11,9 @@
  * event's data, so an event for a record that was freed meanwhile finds
  * nothing rather than freed memory.
  *
- * co_wait_fd serves code that does its own I/O (third-party libraries),
- * whose draining we cannot see: it clears the bits it waits for and
+ * co_wait_fd (and the public fd calls of io/sock.c) serve fds the caller
+ * owns, which it may close and reuse without telling us, and whose
+ * draining we may not see: it clears the bits it waits for and
  * re-arms the registration (EPOLL_CTL_MOD makes the kernel re-check the
  * fd and report it at once if it is ready): one system call per wait, and
  * a wait can never miss a state that was already there.
@@ -180,13 +181,8 @@ void co__fd_fini(co_loop *L) {
 
 /* ---- the public primitive ----------------------------------------------------------- */
 
-int co_wait_fd(int fd, int events, double timeout) {
-    co_task *t;
-    int rc = co__can_suspend(&t);
-    if (rc) return rc;
-    events &= CO_READ | CO_WRITE;
-    if (fd < 0 || !events) return -EINVAL;
-    co_loop *L = t->loop;
+int co__fd_wait_rearm(co_loop *L, int fd, int events, int64_t deadline) {
+    int rc;
     co__iofd *r = co__fd_rec(L, fd, false);
     if (r && r->registered) {
         /* re-arm: the kernel re-checks the fd (we cannot see its draining) */
@@ -204,7 +200,16 @@ int co_wait_fd(int fd, int events, double timeout) {
         if (!r) return rc;
         r->ready &= ~events; /* the registration reports the current state */
     }
-    return co__fd_wait_rec(L, r, events, co__deadline_after(L, timeout));
+    return co__fd_wait_rec(L, r, events, deadline);
+}
+
+int co_wait_fd(int fd, int events, double timeout) {
+    co_task *t;
+    int rc = co__can_suspend(&t);
+    if (rc) return rc;
+    events &= CO_READ | CO_WRITE;
+    if (fd < 0 || !events) return -EINVAL;
+    return co__fd_wait_rearm(t->loop, fd, events, co__deadline_after(t->loop, timeout));
 }
 
 int co_fd_forget(int fd) {

@@ -267,8 +267,9 @@ static void co__handle_signals(co_loop *L) {
 }
 
 static void co__poll_once(co_loop *L, int64_t timeout) {
-    co__pevent ev[64];
-    int n = co__poll_wait(&L->poll, timeout, ev, 64);
+    /* a few hundred per call: 1000 busy connections need few calls */
+    co__pevent ev[512];
+    int n = co__poll_wait(&L->poll, timeout, ev, 512);
     for (int i = 0; i < n; i++) {
         if (ev[i].data == NULL) { /* the wake-up eventfd: reset it */
             uint64_t v;

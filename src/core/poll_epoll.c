@@ -41,8 +41,8 @@ int co__poll_del(co__poll *p, int fd) { return co__ctl(p, EPOLL_CTL_DEL, fd, 0, 
 
 int co__poll_wait(co__poll *p, int64_t timeout_ns, co__pevent *out, int max) {
     static atomic_bool no_pwait2; /* any thread: set once, when the kernel lacks it */
-    struct epoll_event evs[128];
-    if (max > 128) max = 128;
+    struct epoll_event evs[512];
+    if (max > 512) max = 512;
     int n = -1;
     if (!no_pwait2 && timeout_ns > 0) {
         struct timespec ts = {.tv_sec = timeout_ns / 1000000000, .tv_nsec = timeout_ns % 1000000000};

@@ -20,6 +20,11 @@
  * co__fd_clear the bit and wait. */
 int co__fd_wait(co_loop *L, int fd, int events, int64_t deadline);
 void co__fd_clear(co_loop *L, int fd, int events);
+/* For fds the caller owns (co_wait_fd, co_read, ...): clears the bits,
+ * re-arms the registration (one epoll_ctl: the kernel reports the fd at
+ * once if ready, and a closed-and-reused fd number is registered anew),
+ * then waits. */
+int co__fd_wait_rearm(co_loop *L, int fd, int events, int64_t deadline);
 
 /* ---- error messages ------------------------------------------------------------------- */
 /* Sets co_io_error()'s sentence (printf-style) and returns err. */

@@ -40,8 +40,11 @@ struct co_server {
 static void *co__conn_main(void *arg) {
     co__conn *c = arg;
     co_server *srv = c->srv;
-    srv->handler(c->s, srv->arg);
-    if (srv->aborting) co_stream_abort(c->s);
+    /* TLS: the handshake runs in the connection's task, never in the accept
+     * loop; a client that fails it is dropped without reaching the handler */
+    bool ok = !srv->opts.tls || co_stream_start_tls(c->s, srv->opts.tls, NULL) == 0;
+    if (ok) srv->handler(c->s, srv->arg);
+    if (srv->aborting || !ok) co_stream_abort(c->s);
     else co_stream_close(c->s); /* flushes what the handler wrote, unless cancelled */
     c->s = NULL;
     co__list_remove(&c->link);
@@ -74,7 +77,7 @@ static void *co__accept_main(void *arg) {
         co__conn *c = calloc(1, sizeof *c);
         if (!c || co_stream_open(fd, &srv->opts.stream, &c->s) < 0) {
             free(c);
-            close(fd);
+            co_close(fd);
             continue;
         }
         c->srv = srv;
@@ -102,6 +105,7 @@ int co_server_start(int lfd, co_conn_handler handler, void *arg, const co_server
     srv->handler = handler;
     srv->arg = arg;
     if (opts) srv->opts = *opts;
+    co_tls_ctx_retain(srv->opts.tls); /* the caller may free its context now */
     co__list_init(&srv->conns);
     int rc = co_event_init(&srv->room);
     if (rc == 0) {
@@ -110,6 +114,7 @@ int co_server_start(int lfd, co_conn_handler handler, void *arg, const co_server
     }
     if (rc) {
         co_event_destroy(&srv->room);
+        co_tls_ctx_free(srv->opts.tls);
         free(srv);
         return rc;
     }
@@ -124,7 +129,7 @@ int co_server_start_tcp(const char *host, const char *port, co_conn_handler hand
     int rc = co_tcp_listen(host, port, NULL, &fd);
     if (rc) return rc;
     rc = co_server_start(fd, handler, arg, opts, out);
-    if (rc) close(fd);
+    if (rc) co_close(fd);
     return rc;
 }
 
@@ -171,6 +176,7 @@ int co_server_close(co_server *srv, int mode) {
         co_task_release(t);
     }
     co_event_destroy(&srv->room);
+    co_tls_ctx_free(srv->opts.tls);
     free(srv);
     return cancelled ? -ECANCELED : 0;
 }

@@ -3,9 +3,10 @@
  * triggered fd records (src/core/iowait.c), plus connecting and listening
  * by name. Loop thread, inside tasks.
  *
- * The edge-triggered rule every loop here follows: call the kernel first;
- * only on EAGAIN clear the fd's ready bit and wait for the next edge. So
- * a socket with data pending costs one system call per read, no poll.
+ * Every loop here calls the kernel first and waits only on EAGAIN. These
+ * fds are the caller's (it may close one with close(2) and get the number
+ * back for another file), so each wait re-arms the registration
+ * (co__fd_wait_rearm: one epoll_ctl). Streams own their fds and skip that.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -101,9 +102,8 @@ int co_connect(int fd, const struct sockaddr *addr, socklen_t len, double timeou
         return co__io_fail(-errno, "connect to %s failed: %s", co_sockaddr_str(addr, len, peer, sizeof peer),
                            strerror(errno));
     int64_t deadline = co__deadline_after(L, timeout);
-    co__fd_clear(L, fd, CO_WRITE);
     for (;;) {
-        rc = co__fd_wait(L, fd, CO_WRITE, deadline);
+        rc = co__fd_wait_rearm(L, fd, CO_WRITE, deadline);
         if (rc < 0) {
             co_sockaddr_str(addr, len, peer, sizeof peer);
             if (rc == -ETIMEDOUT) return co__io_fail(rc, "connect to %s timed out after %g s", peer, timeout);
@@ -116,7 +116,6 @@ int co_connect(int fd, const struct sockaddr *addr, socklen_t len, double timeou
         if (err != EINPROGRESS && err != EALREADY && err != EINTR)
             return co__io_fail(-err, "connect to %s failed: %s", co_sockaddr_str(addr, len, peer, sizeof peer),
                                strerror(err));
-        co__fd_clear(L, fd, CO_WRITE);
     }
 }
 
@@ -139,8 +138,7 @@ int co_accept(int lfd, int *fd, struct sockaddr_storage *peer, socklen_t *peerle
         }
         if (errno == EINTR || errno == ECONNABORTED) continue;
         if (errno != EAGAIN) return co__io_fail(-errno, "accept on fd %d failed: %s", lfd, strerror(errno));
-        co__fd_clear(L, lfd, CO_READ);
-        if ((rc = co__fd_wait(L, lfd, CO_READ, CO__NO_DEADLINE)) < 0) return rc;
+        if ((rc = co__fd_wait_rearm(L, lfd, CO_READ, CO__NO_DEADLINE)) < 0) return rc;
     }
 }
 
@@ -156,8 +154,7 @@ static ssize_t co__read1(int fd, void *buf, size_t n, int flags, bool sock) {
         if (r >= 0) return r;
         if (errno == EINTR) continue;
         if (errno != EAGAIN) return co__op_fail(CO_FAULT_READ, fd, -errno, false);
-        co__fd_clear(L, fd, CO_READ);
-        if ((rc = co__fd_wait(L, fd, CO_READ, CO__NO_DEADLINE)) < 0) return rc;
+        if ((rc = co__fd_wait_rearm(L, fd, CO_READ, CO__NO_DEADLINE)) < 0) return rc;
     }
 }
 
@@ -196,8 +193,7 @@ static ssize_t co__write1(int fd, const void *buf, size_t n, int flags, bool soc
         if (r >= 0) return r;
         if (errno == EINTR) continue;
         if (errno != EAGAIN) return co__op_fail(CO_FAULT_WRITE, fd, -errno, false);
-        co__fd_clear(L, fd, CO_WRITE);
-        if ((rc = co__fd_wait(L, fd, CO_WRITE, CO__NO_DEADLINE)) < 0) return rc;
+        if ((rc = co__fd_wait_rearm(L, fd, CO_WRITE, CO__NO_DEADLINE)) < 0) return rc;
     }
 }
 
@@ -245,8 +241,7 @@ ssize_t co_recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr_stor
         }
         if (errno == EINTR) continue;
         if (errno != EAGAIN) return co__op_fail(CO_FAULT_READ, fd, -errno, false);
-        co__fd_clear(L, fd, CO_READ);
-        if ((rc = co__fd_wait(L, fd, CO_READ, CO__NO_DEADLINE)) < 0) return rc;
+        if ((rc = co__fd_wait_rearm(L, fd, CO_READ, CO__NO_DEADLINE)) < 0) return rc;
     }
 }
 
@@ -266,8 +261,7 @@ ssize_t co_sendto(int fd, const void *buf, size_t n, int flags, const struct soc
         if (errno != EAGAIN)
             return co__io_fail(-errno, "send to %s failed: %s", to ? co_sockaddr_str(to, tolen, peer, sizeof peer) : "peer",
                                strerror(errno));
-        co__fd_clear(L, fd, CO_WRITE);
-        if ((rc = co__fd_wait(L, fd, CO_WRITE, CO__NO_DEADLINE)) < 0) return rc;
+        if ((rc = co__fd_wait_rearm(L, fd, CO_WRITE, CO__NO_DEADLINE)) < 0) return rc;
     }
 }
 
@@ -317,7 +311,7 @@ int co_tcp_connect(const char *host, const char *port, const co_connect_opts *op
         if (rc == 0) rc = co_connect(s, ai->ai_addr, ai->ai_addrlen, attempt);
         if (rc == 0) break;
         if (wlen < sizeof why) wlen += (size_t)snprintf(why + wlen, sizeof why - wlen, "%s%s", wlen ? "; " : "", co_io_error());
-        close(s);
+        co_close(s);
         s = -1;
         if (rc == -ECANCELED || co_cancelled()) break; /* cancelled (or the whole timeout): no more tries */
     }
@@ -353,7 +347,7 @@ static int co__listen_on(const struct sockaddr *sa, socklen_t len, const co_list
     char name[128];
     if (bind(s, sa, len) < 0 || listen(s, o->backlog > 0 ? o->backlog : SOMAXCONN) < 0) {
         rc = co__io_fail(-errno, "listen on %s failed: %s", co_sockaddr_str(sa, len, name, sizeof name), strerror(errno));
-        close(s);
+        co_close(s);
         return rc;
     }
     *fd = s;
@@ -416,7 +410,7 @@ int co_unix_connect(const char *path, double timeout, int *fd) {
     int s;
     if ((rc = co_socket(AF_UNIX, SOCK_STREAM, 0, &s))) return rc;
     if ((rc = co_connect(s, (struct sockaddr *)&a, len, timeout))) {
-        close(s);
+        co_close(s);
         return rc;
     }
     *fd = s;
@@ -454,7 +448,7 @@ int co_udp_bind(const char *host, const char *port, int family, int *fd) {
         char name[128];
         rc = co__io_fail(-errno, "bind to %s failed: %s", co_sockaddr_str(ai->ai_addr, ai->ai_addrlen, name, sizeof name),
                          strerror(errno));
-        close(s);
+        co_close(s);
     }
     co_freeaddrinfo(res);
     return rc;

@@ -28,11 +28,21 @@
 
 /* ---- the plain transport -------------------------------------------------------------- */
 
+/* The edge-triggered bookkeeping saves the read that would only say
+ * EAGAIN: a read shorter than asked emptied the socket at that moment, so
+ * its READ bit is cleared at once, and a read with the bit clear waits for
+ * the next edge (data arriving later always brings one) without a system
+ * call. */
 static ssize_t co__plain_read(co_stream *s, void *buf, size_t n, int *want) {
+    if (!(co__fd_ready(s->loop, s->fd) & CO_READ) && s->is_sock) {
+        *want = CO_READ;
+        return -EAGAIN;
+    }
     int rc = co__fault(CO_FAULT_READ);
     if (rc) return rc;
     for (;;) {
         ssize_t r = read(s->fd, buf, n);
+        if (r > 0 && (size_t)r < n && s->is_sock) co__fd_clear(s->loop, s->fd, CO_READ);
         if (r >= 0) return r;
         if (errno == EINTR) continue;
         if (errno == EAGAIN) *want = CO_READ;
@@ -134,6 +144,7 @@ static const char *co__stream_peer(co_stream *s) {
 }
 
 static int co__stream_err(co_stream *s, const char *what, int err) {
+    if (err == -CO_ETLS) return err; /* tls.c's sentence says what and why */
     if (err == -ECANCELED || err == -ETIMEDOUT) return co__io_fail(err, "%s %s: %s", what, co__stream_peer(s), co_strerror(err));
     return co__io_fail(err, "%s %s failed: %s", what, co__stream_peer(s), co_strerror(err));
 }
@@ -522,30 +533,41 @@ int co_stream_close(co_stream *s) {
 
 /* ---- opening by name ------------------------------------------------------------------ */
 
-static int co__open_stream(int fd, const co_connect_opts *opts, const char *peer, co_stream **out) {
+/* host: the TLS name (opts->tls_host overrides it). */
+static int co__open_stream(int fd, const co_connect_opts *opts, const char *peer, const char *host,
+                           co_stream **out) {
     co_stream_opts so = {.limit = opts ? opts->limit : 0, .peer = peer};
     int rc = co_stream_open(fd, &so, out);
     if (rc) {
-        close(fd);
+        co_close(fd);
         return rc;
     }
-    if (opts && opts->tls) {
+    if (opts && opts->tls && (rc = co_stream_start_tls(*out, opts->tls, opts->tls_host ? opts->tls_host : host))) {
         co_stream_abort(*out);
         *out = NULL;
-        return co__io_fail(-ENOTSUP, "TLS to %s: this build of corio has no TLS", peer);
     }
-    return 0;
+    return rc;
 }
 
 int co_open_connection(const char *host, const char *port, const co_connect_opts *opts, co_stream **out) {
     if (!out) return -EINVAL;
     *out = NULL;
-    int fd;
-    int rc = co_tcp_connect(host, port, opts, &fd);
+    /* with TLS, opts->timeout covers the handshake too */
+    co_scope sc;
+    bool scoped = opts && opts->tls && opts->timeout > 0;
+    int rc = scoped ? co_scope_enter(&sc, opts->timeout, CO_FAIL_AFTER) : 0;
     if (rc) return rc;
+    int fd;
+    rc = co_tcp_connect(host, port, opts, &fd);
     char peer[96];
     snprintf(peer, sizeof peer, "%s:%s", host, port);
-    return co__open_stream(fd, opts, peer, out);
+    if (rc == 0) rc = co__open_stream(fd, opts, peer, host, out);
+    if (scoped && co_scope_exit(&sc) == -ETIMEDOUT) {
+        if (*out) co_stream_abort(*out); /* (done just as the deadline passed) */
+        *out = NULL;
+        rc = co__io_fail(-ETIMEDOUT, "TLS connection to %s timed out after %g s", peer, opts->timeout);
+    }
+    return rc;
 }
 
 int co_open_unix_connection(const char *path, const co_connect_opts *opts, co_stream **out) {
@@ -554,5 +576,5 @@ int co_open_unix_connection(const char *path, const co_connect_opts *opts, co_st
     int fd;
     int rc = co_unix_connect(path, opts && opts->attempt_timeout > 0 ? opts->attempt_timeout : -1, &fd);
     if (rc) return rc;
-    return co__open_stream(fd, opts, path, out);
+    return co__open_stream(fd, opts, path, NULL, out);
 }

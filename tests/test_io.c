@@ -1,0 +1,658 @@
+/* test_io.c — fd waits, sockets and streams over real sockets on
+ * 127.0.0.1 / ::1 / Unix paths, on the real clock (the virtual clock
+ * cannot jump while a task waits for I/O). */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+static co_loop *io_loop(void) { return tu_loop_opts(false, false, 0); }
+
+static void io_run(co_fn fn, void *arg) {
+    co_loop *L = io_loop();
+    int rc = tu_run(L, fn, arg, NULL);
+    cr_assert_eq(rc, 0, "task ended with %s (%s)", co_err_name(rc), co_io_error());
+    tu_close(L);
+}
+
+/* ---- an echo server (line by line, or raw chunks) ----------------------------------- */
+
+static void echo_handler(co_stream *s, void *arg) {
+    (void)arg;
+    char buf[65536];
+    for (;;) {
+        ssize_t n = co_stream_read(s, buf, sizeof buf);
+        if (n <= 0) return;
+        if (co_stream_write(s, buf, (size_t)n) < 0) return;
+        if (co_stream_drain(s) < 0) return;
+    }
+}
+
+static co_server *start_echo(char port[16]) {
+    co_server *srv;
+    int rc = co_server_start_tcp("127.0.0.1", "0", echo_handler, NULL, NULL, &srv);
+    cr_assert_eq(rc, 0, "server: %s (%s)", co_err_name(rc), co_io_error());
+    snprintf(port, 16, "%d", co_server_port(srv));
+    cr_assert_gt(co_server_port(srv), 0);
+    return srv;
+}
+
+/* ---- co_wait_fd ------------------------------------------------------------------------ */
+
+static void *wait_fd_task(void *arg) {
+    int p[2];
+    cr_assert_eq(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+    double t0 = co_time();
+    cr_assert_eq(co_wait_fd(p[0], CO_READ, 0.05), -ETIMEDOUT);
+    cr_assert_geq(co_time() - t0, 0.05);
+    cr_assert_eq(co_wait_fd(p[1], CO_WRITE, 1), CO_WRITE);
+    cr_assert_eq(write(p[1], "x", 1), 1);
+    cr_assert_eq(co_wait_fd(p[0], CO_READ, 1), CO_READ);
+    /* still readable (nothing read): a second wait must see it again */
+    cr_assert_eq(co_wait_fd(p[0], CO_READ | CO_WRITE, 1), CO_READ);
+    char c;
+    cr_assert_eq(read(p[0], &c, 1), 1);
+    cr_assert_eq(co_wait_fd(p[0], CO_READ, 0.02), -ETIMEDOUT);
+    /* the writer closes: a hang-up wakes the reader */
+    cr_assert_eq(co_close(p[1]), 0);
+    cr_assert_gt(co_wait_fd(p[0], CO_READ, 1), 0);
+    cr_assert_eq(read(p[0], &c, 1), 0);
+    cr_assert_eq(co_close(p[0]), 0);
+    cr_assert_eq(co_wait_fd(-1, CO_READ, 1), -EINVAL);
+    cr_assert_eq(co_wait_fd(0, 0, 1), -EINVAL);
+    cr_assert_eq(co_wait_fd(p[0], CO_READ, 1), -EBADF); /* closed */
+    return NULL;
+}
+Test(io, wait_fd_ready_timeout_hangup) { io_run(wait_fd_task, NULL); }
+
+static int cancel_pipe[2];
+static void *wait_forever(void *arg) {
+    int rc = co_wait_fd(cancel_pipe[0], CO_READ, -1);
+    return (void *)(intptr_t)rc;
+}
+static void *wait_fd_cancel_task(void *arg) {
+    cr_assert_eq(pipe2(cancel_pipe, O_NONBLOCK | O_CLOEXEC), 0);
+    co_task *t = co_spawn(wait_forever, NULL);
+    co_sleep(0.01);
+    co_cancel(t, NULL);
+    void *v = NULL;
+    cr_assert_eq(co_join(t, &v), -ECANCELED);
+    co_task_release(t);
+    /* forget wakes a waiter with -EBADF */
+    t = co_spawn(wait_forever, NULL);
+    co_sleep(0.01);
+    cr_assert_eq(co_fd_forget(cancel_pipe[0]), 0);
+    cr_assert_eq(co_join(t, &v), 0);
+    cr_assert_eq((intptr_t)v, -EBADF);
+    co_task_release(t);
+    close(cancel_pipe[0]);
+    close(cancel_pipe[1]);
+    return NULL;
+}
+Test(io, wait_fd_cancel_and_forget) { io_run(wait_fd_cancel_task, NULL); }
+
+static void *wait_fd_file_task(void *arg) {
+    int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(co_wait_fd(fd, CO_READ, 1), -EPERM);
+    close(fd);
+    return NULL;
+}
+Test(io, wait_fd_regular_file_is_eperm) { io_run(wait_fd_file_task, NULL); }
+
+Test(io, calls_outside_a_task) {
+    co_loop *L = io_loop();
+    cr_assert_eq(co_wait_fd(0, CO_READ, 1), -CO_ENOTASK);
+    char b[4];
+    cr_assert_eq(co_read(0, b, 4), -CO_ENOTASK);
+    int fd;
+    cr_assert_eq(co_tcp_connect("127.0.0.1", "1", NULL, &fd), -CO_ENOTASK);
+    tu_close(L);
+}
+
+/* ---- TCP streams --------------------------------------------------------------------- */
+
+static void *echo_lines_task(void *arg) {
+    char port[16];
+    co_server *srv = start_echo(port);
+    co_stream *c;
+    int rc = co_open_connection("127.0.0.1", port, NULL, &c);
+    cr_assert_eq(rc, 0, "connect: %s", co_io_error());
+    cr_assert_eq(co_stream_write(c, "hello\nworld\npartial", 19), 0);
+    char line[64];
+    cr_assert_eq(co_stream_readline(c, line, sizeof line), 6);
+    cr_assert_arr_eq(line, "hello\n", 6);
+    cr_assert_eq(co_stream_readuntil(c, "ld\n", 3, line, sizeof line), 6);
+    cr_assert_arr_eq(line, "world\n", 6);
+    cr_assert_eq(co_stream_readexactly(c, line, 7, NULL), 7);
+    cr_assert_arr_eq(line, "partial", 7);
+    cr_assert_eq(co_server_nconns(srv), 1);
+    cr_assert_eq(co_stream_close(c), 0);
+    cr_assert_eq(co_server_close(srv, CO_SERVER_WAIT), 0);
+    return NULL;
+}
+Test(io, tcp_echo_lines) { io_run(echo_lines_task, NULL); }
+
+/* A peer that sends `total` bytes in small pieces with pauses; the reader
+ * must get them all in order (partial reads). */
+static void *bigsend(void *arg) {
+    int fd = (int)(intptr_t)arg;
+    static char chunk[7777];
+    size_t total = 0;
+    for (int i = 0; i < 300; i++) {
+        for (size_t k = 0; k < sizeof chunk; k++) chunk[k] = (char)((total + k) % 251);
+        cr_assert_eq(co_send_all(fd, chunk, sizeof chunk, NULL), 0);
+        total += sizeof chunk;
+        if (i % 50 == 0) co_sleep(0.001);
+    }
+    shutdown(fd, SHUT_WR);
+    return NULL;
+}
+static void *partial_reads_task(void *arg) {
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    int small = 4096;
+    setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+    co_stream *r;
+    cr_assert_eq(co_stream_open(sv[1], NULL, &r), 0);
+    co_task *w = co_spawn(bigsend, (void *)(intptr_t)sv[0]);
+    size_t got = 0;
+    char buf[1000];
+    for (;;) {
+        ssize_t n = (got / 1000) % 2 ? co_stream_read(r, buf, 333) : co_stream_readexactly(r, buf, 1000, NULL);
+        if (n == -CO_EINCOMPLETE || n == 0) break;
+        cr_assert_gt(n, 0, "read: %s", co_err_name((int)n));
+        for (ssize_t k = 0; k < n; k++) cr_assert_eq(buf[k], (char)((got + (size_t)k) % 251), "byte %zu", got + (size_t)k);
+        got += (size_t)n;
+    }
+    cr_assert_eq(co_join(w, NULL), 0);
+    co_task_release(w);
+    /* readexactly at the end took what remained and said incomplete */
+    cr_assert_geq(got, 300 * 7777 - 1000);
+    cr_assert(co_stream_at_eof(r));
+    co_stream_close(r);
+    co_close(sv[0]);
+    return NULL;
+}
+Test(io, partial_reads_in_order) { io_run(partial_reads_task, NULL); }
+
+static void *incomplete_task(void *arg) {
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    co_stream *r;
+    cr_assert_eq(co_stream_open(sv[1], NULL, &r), 0);
+    cr_assert_eq(write(sv[0], "abc", 3), 3);
+    close(sv[0]);
+    char buf[16];
+    size_t got = 99;
+    cr_assert_eq(co_stream_readexactly(r, buf, 10, &got), -CO_EINCOMPLETE);
+    cr_assert_eq(got, 3);
+    cr_assert_arr_eq(buf, "abc", 3);
+    cr_assert(strstr(co_io_error(), "3 of 10"), "%s", co_io_error());
+    cr_assert_eq(co_stream_read(r, buf, sizeof buf), 0);
+    co_stream_close(r);
+    return NULL;
+}
+Test(io, readexactly_incomplete_gives_partial) { io_run(incomplete_task, NULL); }
+
+static void *limit_task(void *arg) {
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    co_stream_opts o = {.limit = 100};
+    co_stream *r;
+    cr_assert_eq(co_stream_open(sv[1], &o, &r), 0);
+    char data[300];
+    memset(data, 'x', sizeof data);
+    data[250] = '\n';
+    cr_assert_eq(write(sv[0], data, sizeof data), (ssize_t)sizeof data);
+    char line[400];
+    cr_assert_eq(co_stream_readline(r, line, sizeof line), -CO_ELIMIT);
+    /* nothing was dropped: all 300 bytes are still readable */
+    size_t total = 0;
+    while (total < sizeof data) {
+        ssize_t n = co_stream_read(r, line + total, sizeof line - total);
+        cr_assert_gt(n, 0);
+        total += (size_t)n;
+    }
+    cr_assert_arr_eq(line, data, sizeof data);
+    /* a line longer than the caller's buffer: also a limit, data kept */
+    cr_assert_eq(write(sv[0], "0123456789\n", 11), 11);
+    cr_assert_eq(co_stream_readline(r, line, 5), -CO_ELIMIT);
+    cr_assert_eq(co_stream_readline(r, line, sizeof line), 11);
+    /* end of stream without the separator */
+    cr_assert_eq(write(sv[0], "tail", 4), 4);
+    close(sv[0]);
+    cr_assert_eq(co_stream_readline(r, line, sizeof line), -CO_EINCOMPLETE);
+    cr_assert_eq(co_stream_read(r, line, sizeof line), 4);
+    co_stream_close(r);
+    return NULL;
+}
+Test(io, readuntil_limit_keeps_data) { io_run(limit_task, NULL); }
+
+static void *refused_task(void *arg) {
+    /* a port nobody listens on: bind one, close it */
+    int fd;
+    cr_assert_eq(co_tcp_listen("127.0.0.1", "0", NULL, &fd), 0);
+    char port[16];
+    snprintf(port, sizeof port, "%d", co_sock_port(fd));
+    close(fd);
+    co_stream *c = NULL;
+    int rc = co_open_connection("127.0.0.1", port, NULL, &c);
+    cr_assert_eq(rc, -ECONNREFUSED, "%s", co_err_name(rc));
+    cr_assert_null(c);
+    char want[64];
+    snprintf(want, sizeof want, "127.0.0.1:%s", port);
+    cr_assert(strstr(co_io_error(), want), "message names the peer: %s", co_io_error());
+    cr_assert(strstr(co_io_error(), "refused"), "%s", co_io_error());
+    return NULL;
+}
+Test(io, connection_refused_names_peer) { io_run(refused_task, NULL); }
+
+/* The listen backlog full and never accepted: further SYNs are dropped,
+ * so a connect hangs until its timeout. */
+static int fill_backlog(int *lfd, char port[16], int *extra, int nextra) {
+    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(bind(l, (void *)&a, sizeof a), 0);
+    cr_assert_eq(listen(l, 0), 0);
+    snprintf(port, 16, "%d", co_sock_port(l));
+    socklen_t len = sizeof a;
+    getsockname(l, (void *)&a, &len);
+    for (int i = 0; i < nextra; i++) {
+        extra[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        connect(extra[i], (void *)&a, sizeof a);
+    }
+    usleep(20000);
+    *lfd = l;
+    return 0;
+}
+
+static void *connect_timeout_task(void *arg) {
+    int l, extra[4];
+    char port[16];
+    fill_backlog(&l, port, extra, 4);
+    co_connect_opts o = {.attempt_timeout = 0.1};
+    int fd;
+    double t0 = co_time();
+    int rc = co_tcp_connect("127.0.0.1", port, &o, &fd);
+    cr_assert_eq(rc, -ETIMEDOUT, "%s: %s", co_err_name(rc), co_io_error());
+    cr_assert_geq(co_time() - t0, 0.1);
+    cr_assert(strstr(co_io_error(), "timed out"), "%s", co_io_error());
+    /* the whole-connect timeout, through a scope */
+    co_connect_opts o2 = {.timeout = 0.05, .attempt_timeout = -1};
+    rc = co_tcp_connect("127.0.0.1", port, &o2, &fd);
+    cr_assert_eq(rc, -ETIMEDOUT, "%s: %s", co_err_name(rc), co_io_error());
+    for (int i = 0; i < 4; i++) close(extra[i]);
+    close(l);
+    return NULL;
+}
+Test(io, connect_timeout) { io_run(connect_timeout_task, NULL); }
+
+static char cport[16];
+static void *connect_forever(void *arg) {
+    int fd;
+    co_connect_opts o = {.attempt_timeout = -1};
+    return (void *)(intptr_t)co_tcp_connect("127.0.0.1", cport, &o, &fd);
+}
+static void *read_forever(void *arg) {
+    char b[10];
+    return (void *)(intptr_t)co_stream_read(arg, b, sizeof b);
+}
+static void *accept_forever(void *arg) {
+    int fd;
+    return (void *)(intptr_t)co_accept((int)(intptr_t)arg, &fd, NULL, NULL);
+}
+static void *drain_forever(void *arg) {
+    co_stream *s = arg;
+    static char big[1 << 20];
+    int rc = co_stream_write(s, big, sizeof big);
+    if (rc) return (void *)(intptr_t)rc;
+    return (void *)(intptr_t)co_stream_drain(s);
+}
+static void *cancel_each_wait_task(void *arg) {
+    int l, extra[4];
+    fill_backlog(&l, cport, extra, 4);
+    cr_assert_eq(tu_cancel_after(connect_forever, NULL, 0.02), -ECANCELED);
+    for (int i = 0; i < 4; i++) close(extra[i]);
+    close(l);
+
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    co_stream *s;
+    cr_assert_eq(co_stream_open(sv[0], NULL, &s), 0);
+    cr_assert_eq(tu_cancel_after(read_forever, s, 0.02), -ECANCELED);
+    cr_assert_eq(tu_cancel_after(drain_forever, s, 0.02), -ECANCELED);
+    /* after the cancelled reads, the stream still works */
+    cr_assert_eq(write(sv[1], "ok", 2), 2);
+    char b[4];
+    cr_assert_eq(co_stream_read(s, b, sizeof b), 2);
+    co_stream_abort(s);
+    close(sv[1]);
+
+    int lfd;
+    cr_assert_eq(co_tcp_listen("127.0.0.1", "0", NULL, &lfd), 0);
+    cr_assert_eq(tu_cancel_after(accept_forever, (void *)(intptr_t)lfd, 0.02), -ECANCELED);
+    co_close(lfd);
+    return NULL;
+}
+Test(io, cancel_at_each_wait) { io_run(cancel_each_wait_task, NULL); }
+
+static void *readexactly_cancel_keeps(void *arg) {
+    co_stream *s = arg;
+    char b[10];
+    return (void *)(intptr_t)co_stream_readexactly(s, b, sizeof b, NULL);
+}
+static void *cancel_keeps_data_task(void *arg) {
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    co_stream *s;
+    cr_assert_eq(co_stream_open(sv[0], NULL, &s), 0);
+    cr_assert_eq(write(sv[1], "12345", 5), 5);
+    cr_assert_eq(tu_cancel_after(readexactly_cancel_keeps, s, 0.02), -ECANCELED);
+    cr_assert_eq(write(sv[1], "67890", 5), 5);
+    char b[10];
+    cr_assert_eq(co_stream_readexactly(s, b, 10, NULL), 10);
+    cr_assert_arr_eq(b, "1234567890", 10);
+    co_stream_abort(s);
+    close(sv[1]);
+    return NULL;
+}
+Test(io, cancelled_readexactly_loses_nothing) { io_run(cancel_keeps_data_task, NULL); }
+
+static void *reset_task(void *arg) {
+    int lfd;
+    cr_assert_eq(co_tcp_listen("127.0.0.1", "0", NULL, &lfd), 0);
+    char port[16];
+    snprintf(port, sizeof port, "%d", co_sock_port(lfd));
+    co_stream *c;
+    cr_assert_eq(co_open_connection("127.0.0.1", port, NULL, &c), 0);
+    int sfd;
+    cr_assert_eq(co_accept(lfd, &sfd, NULL, NULL), 0);
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(sfd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    close(sfd); /* RST */
+    char b[16];
+    ssize_t n = co_stream_read(c, b, sizeof b);
+    cr_assert_eq(n, -ECONNRESET, "%s", co_err_name((int)n));
+    cr_assert(strstr(co_io_error(), "127.0.0.1"), "%s", co_io_error());
+    /* writing to the reset connection fails (EPIPE or ECONNRESET), no SIGPIPE */
+    int rc = 0;
+    for (int i = 0; i < 10 && rc == 0; i++) {
+        rc = co_stream_write(c, "x", 1);
+        if (rc == 0) rc = co_stream_flush(c);
+    }
+    cr_assert(rc == -EPIPE || rc == -ECONNRESET, "%s", co_err_name(rc));
+    co_stream_close(c);
+    co_close(lfd);
+    return NULL;
+}
+Test(io, peer_reset_and_broken_pipe) { io_run(reset_task, NULL); }
+
+static void *pipe_epipe_task(void *arg) {
+    int p[2];
+    cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+    close(p[0]);
+    cr_assert_eq(co_write(p[1], "x", 1), -EPIPE);
+    co_close(p[1]);
+    return NULL;
+}
+Test(io, pipe_write_without_reader_is_epipe) { io_run(pipe_epipe_task, NULL); }
+
+/* Flow control: a peer that does not read makes drain wait; once it
+ * reads, drain returns and every byte arrives. */
+static void *slow_reader(void *arg) {
+    co_stream *s = arg;
+    co_sleep(0.05);
+    static char buf[1 << 16];
+    size_t total = 0;
+    for (;;) {
+        ssize_t n = co_stream_read(s, buf, sizeof buf);
+        if (n <= 0) break;
+        total += (size_t)n;
+    }
+    return (void *)total;
+}
+static void *drain_task(void *arg) {
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    co_stream_opts o = {.high_water = 1 << 16};
+    co_stream *w, *r;
+    cr_assert_eq(co_stream_open(sv[0], &o, &w), 0);
+    cr_assert_eq(co_stream_open(sv[1], NULL, &r), 0);
+    co_task *rt = co_spawn(slow_reader, r);
+    static char big[4 << 20];
+    memset(big, 'y', sizeof big);
+    double t0 = co_time();
+    cr_assert_eq(co_stream_write(w, big, sizeof big), 0);
+    cr_assert_gt(co_stream_unsent(w), 1 << 16, "the kernel cannot take 4 MiB at once");
+    cr_assert_eq(co_stream_drain(w), 0);
+    cr_assert_geq(co_time() - t0, 0.05, "drain waited for the reader");
+    cr_assert_leq(co_stream_unsent(w), 1 << 14);
+    cr_assert_eq(co_stream_write_eof(w), 0);
+    void *total;
+    cr_assert_eq(co_join(rt, &total), 0);
+    cr_assert_eq((size_t)total, sizeof big);
+    co_task_release(rt);
+    cr_assert_eq(co_stream_write(w, "x", 1), -CO_ECLOSED);
+    co_stream_close(w);
+    co_stream_close(r);
+    return NULL;
+}
+Test(io, drain_flow_control_and_write_eof) { io_run(drain_task, NULL); }
+
+/* Queued data goes out in the background, without any task draining. */
+static void *bg_flush_task(void *arg) {
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    co_stream *w, *r;
+    cr_assert_eq(co_stream_open(sv[0], NULL, &w), 0);
+    cr_assert_eq(co_stream_open(sv[1], NULL, &r), 0);
+    static char big[1 << 20];
+    for (size_t i = 0; i < sizeof big; i++) big[i] = (char)(i * 7);
+    cr_assert_eq(co_stream_write(w, big, sizeof big), 0);
+    cr_assert_gt(co_stream_unsent(w), 0);
+    static char got[1 << 20];
+    cr_assert_eq(co_stream_readexactly(r, got, sizeof got, NULL), (ssize_t)sizeof got);
+    cr_assert_arr_eq(got, big, sizeof big);
+    cr_assert_eq(co_stream_unsent(w), 0);
+    co_stream_close(w);
+    co_stream_close(r);
+    return NULL;
+}
+Test(io, background_flush) { io_run(bg_flush_task, NULL); }
+
+/* ---- IPv6, Unix, UDP, names ------------------------------------------------------------ */
+
+static void *ipv6_task(void *arg) {
+    int lfd;
+    int rc = co_tcp_listen("::1", "0", NULL, &lfd);
+    if (rc == -EADDRNOTAVAIL || rc == -EAFNOSUPPORT) {
+        cr_log_warn("no IPv6 loopback here: %s", co_io_error());
+        return NULL;
+    }
+    cr_assert_eq(rc, 0, "%s", co_io_error());
+    co_server *srv;
+    cr_assert_eq(co_server_start(lfd, echo_handler, NULL, NULL, &srv), 0);
+    char port[16];
+    snprintf(port, sizeof port, "%d", co_server_port(srv));
+    co_connect_opts o = {.family = AF_INET6};
+    co_stream *c;
+    cr_assert_eq(co_open_connection("::1", port, &o, &c), 0, "%s", co_io_error());
+    cr_assert_eq(co_stream_write(c, "six\n", 4), 0);
+    char b[8];
+    cr_assert_eq(co_stream_readline(c, b, sizeof b), 4);
+    co_stream_close(c);
+    co_server_close(srv, CO_SERVER_WAIT);
+    return NULL;
+}
+Test(io, ipv6_loopback) { io_run(ipv6_task, NULL); }
+
+static void *all_addresses_task(void *arg) {
+    /* "localhost" may resolve to ::1 first; only 127.0.0.1 listens: the
+     * connect must go on to the next address */
+    char port[16];
+    co_server *srv = start_echo(port);
+    co_stream *c;
+    int rc = co_open_connection("localhost", port, NULL, &c);
+    cr_assert_eq(rc, 0, "%s", co_io_error());
+    cr_assert_eq(co_stream_write(c, "a\n", 2), 0);
+    char b[4];
+    cr_assert_eq(co_stream_readline(c, b, sizeof b), 2);
+    co_stream_close(c);
+    co_server_close(srv, CO_SERVER_WAIT);
+    return NULL;
+}
+Test(io, connect_tries_every_address) { io_run(all_addresses_task, NULL); }
+
+static void *dns_task(void *arg) {
+    struct addrinfo *res;
+    struct addrinfo h = {.ai_socktype = SOCK_STREAM};
+    cr_assert_eq(co_getaddrinfo("localhost", "80", &h, &res), 0, "%s", co_io_error());
+    cr_assert_not_null(res);
+    co_freeaddrinfo(res);
+    int rc = co_getaddrinfo("no-such-host.invalid", "80", &h, &res);
+    cr_assert(rc == -ENOENT || rc == -EAGAIN, "%s", co_err_name(rc));
+    cr_assert(strstr(co_io_error(), "no-such-host.invalid"), "%s", co_io_error());
+    return NULL;
+}
+Test(io, dns_on_the_pool) { io_run(dns_task, NULL); }
+
+static void *unix_task(void *arg) {
+    char dir[] = "/tmp/corio-unix-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char path[128];
+    snprintf(path, sizeof path, "%s/sock", dir);
+    int lfd;
+    cr_assert_eq(co_unix_listen(path, NULL, &lfd), 0, "%s", co_io_error());
+    co_server *srv;
+    cr_assert_eq(co_server_start(lfd, echo_handler, NULL, NULL, &srv), 0);
+    co_stream *c;
+    cr_assert_eq(co_open_unix_connection(path, NULL, &c), 0, "%s", co_io_error());
+    cr_assert_eq(co_stream_write(c, "unix\n", 5), 0);
+    char b[8];
+    cr_assert_eq(co_stream_readline(c, b, sizeof b), 5);
+    co_stream_close(c);
+    co_server_close(srv, CO_SERVER_WAIT);
+    unlink(path);
+    rmdir(dir);
+    return NULL;
+}
+Test(io, unix_stream_sockets) { io_run(unix_task, NULL); }
+
+static void *udp_task(void *arg) {
+    int a, b;
+    cr_assert_eq(co_udp_bind("127.0.0.1", "0", AF_INET, &a), 0);
+    cr_assert_eq(co_udp_bind("127.0.0.1", "0", AF_INET, &b), 0);
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                             .sin_port = htons((uint16_t)co_sock_port(b))};
+    cr_assert_eq(co_sendto(a, "ping", 4, 0, (void *)&to, sizeof to), 4);
+    char buf[16];
+    struct sockaddr_storage from;
+    socklen_t flen = sizeof from;
+    cr_assert_eq(co_recvfrom(b, buf, sizeof buf, 0, &from, &flen), 4);
+    cr_assert_eq(ntohs(((struct sockaddr_in *)&from)->sin_port), co_sock_port(a));
+    cr_assert_eq(co_sendto(b, "pong", 4, 0, (void *)&from, flen), 4);
+    cr_assert_eq(co_recvfrom(a, buf, sizeof buf, 0, NULL, NULL), 4);
+    cr_assert_arr_eq(buf, "pong", 4);
+    co_close(a);
+    co_close(b);
+    return NULL;
+}
+Test(io, udp_sendto_recvfrom) { io_run(udp_task, NULL); }
+
+/* ---- servers ---------------------------------------------------------------------- */
+
+static int handlers_done, handlers_cancelled;
+static void slow_handler(co_stream *s, void *arg) {
+    char b[8];
+    ssize_t n = co_stream_read(s, b, sizeof b); /* waits for the client */
+    if (n == -ECANCELED) {
+        handlers_cancelled++;
+        return;
+    }
+    co_stream_write(s, "bye\n", 4);
+    handlers_done++;
+}
+static void *server_modes_task(void *arg) {
+    for (int mode = 0; mode < 3; mode++) {
+        handlers_done = handlers_cancelled = 0;
+        co_server *srv;
+        cr_assert_eq(co_server_start_tcp("127.0.0.1", "0", slow_handler, NULL, NULL, &srv), 0);
+        char port[16];
+        snprintf(port, sizeof port, "%d", co_server_port(srv));
+        co_stream *c[3];
+        for (int i = 0; i < 3; i++) cr_assert_eq(co_open_connection("127.0.0.1", port, NULL, &c[i]), 0);
+        while (co_server_nconns(srv) < 3) co_sleep(0.001);
+        if (mode == CO_SERVER_WAIT) {
+            /* the clients finish later: close waits for them */
+            for (int i = 0; i < 3; i++) co_stream_write(c[i], "go", 2);
+        }
+        cr_assert_eq(co_server_close(srv, mode), 0);
+        if (mode == CO_SERVER_WAIT) cr_assert_eq(handlers_done, 3);
+        else cr_assert_eq(handlers_cancelled, 3);
+        /* the listener is closed: new connections are refused */
+        co_stream *x;
+        cr_assert_eq(co_open_connection("127.0.0.1", port, NULL, &x), -ECONNREFUSED);
+        char b[8];
+        for (int i = 0; i < 3; i++) {
+            ssize_t n = co_stream_read(c[i], b, sizeof b);
+            if (mode == CO_SERVER_WAIT) cr_assert_eq(n, 4);
+            else cr_assert(n == 0 || n == -ECONNRESET, "%zd", n);
+            co_stream_close(c[i]);
+        }
+    }
+    return NULL;
+}
+Test(io, server_close_wait_close_abort) { io_run(server_modes_task, NULL); }
+
+/* ---- fault injection -------------------------------------------------------------------- */
+
+/* Only this task's calls go through corio here (the peers are plain
+ * fds), so the counts are exact. */
+static void *faults_task(void *arg) {
+    int lfd;
+    cr_assert_eq(co_tcp_listen("127.0.0.1", "0", NULL, &lfd), 0);
+    char port[16];
+    snprintf(port, sizeof port, "%d", co_sock_port(lfd));
+    co_stream *c;
+    co_fault_inject(CO_FAULT_CONNECT, 1, ENETUNREACH);
+    cr_assert_eq(co_open_connection("127.0.0.1", port, NULL, &c), -ENETUNREACH);
+    cr_assert(strstr(co_io_error(), "injected"), "%s", co_io_error());
+    cr_assert(strstr(co_io_error(), port), "%s", co_io_error());
+    cr_assert_eq(co_open_connection("127.0.0.1", port, NULL, &c), 0);
+    co_stream_abort(c);
+    co_fault_inject(CO_FAULT_ACCEPT, 2, EMFILE);
+    int fd;
+    cr_assert_eq(co_accept(lfd, &fd, NULL, NULL), 0); /* the 1st: the connection above */
+    close(fd);
+    cr_assert_eq(co_accept(lfd, &fd, NULL, NULL), -EMFILE);
+    co_close(lfd);
+
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    cr_assert_eq(co_stream_open(sv[0], NULL, &c), 0);
+    co_fault_inject(CO_FAULT_WRITE, 3, EIO);
+    cr_assert_eq(co_stream_write(c, "a\n", 2), 0);
+    cr_assert_eq(co_stream_write(c, "b\n", 2), 0);
+    cr_assert_eq(co_stream_write(c, "c\n", 2), -EIO);
+    cr_assert_eq(co_stream_write(c, "d\n", 2), -EIO, "the error sticks");
+    char b[8];
+    cr_assert_eq(read(sv[1], b, sizeof b), 4, "what went before the fault arrived");
+    cr_assert_eq(write(sv[1], "x\ny\n", 4), 4);
+    co_fault_inject(CO_FAULT_READ, 1, ECONNRESET);
+    cr_assert_eq(co_stream_readline(c, b, sizeof b), -ECONNRESET);
+    cr_assert_eq(co_stream_readline(c, b, sizeof b), 2, "the data was not lost");
+    cr_assert_eq(co_stream_readline(c, b, sizeof b), 2);
+    co_stream_abort(c);
+    close(sv[1]);
+    return NULL;
+}
+Test(io, fault_injection_reaches_the_caller) { io_run(faults_task, NULL); }
