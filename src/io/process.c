@@ -118,23 +118,20 @@ static int co__proc_wait(co_process *p, int64_t deadline) {
     }
 }
 
-/* After co_process_free: a child that was sent SIGKILL, reaped in the
- * background. Owns its record and the pidfd. */
-typedef struct co__orphan {
-    co_process p; /* only pid, pidfd, name and loop are used */
-} co__orphan;
-
 static void co__reap_blocking(pid_t pid) {
     int st;
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
     }
 }
 
+/* After co_process_free: a copy of the object (no streams) whose child
+ * was sent SIGKILL, reaped in the background. Owns the copy and the pidfd. */
 static void *co__reaper(void *arg) {
-    co__orphan *o = arg;
-    int rc = co__proc_wait(&o->p, CO__NO_DEADLINE);
-    if (rc == -ECANCELED) co__reap_blocking(o->p.pid); /* the loop is closing: no more turns */
-    if (o->p.pidfd >= 0) co_close(o->p.pidfd);
+    co_process *o = arg;
+    int rc = co__proc_wait(o, CO__NO_DEADLINE);
+    /* cancelled: the loop is closing and will not turn for us any more */
+    if (rc < 0 && rc != -ECHILD) co__reap_blocking(o->pid);
+    if (o->pidfd >= 0) co_close(o->pidfd);
     free(o);
     return NULL;
 }
@@ -144,10 +141,10 @@ static void *co__reaper(void *arg) {
 static bool co__reap_later(co_process *p) {
     co_loop *L = p->loop;
     if (co__tls_loop != L || L->closing || L->closed) return false;
-    co__orphan *o = malloc(sizeof *o);
+    co_process *o = malloc(sizeof *o);
     if (!o) return false;
-    o->p = *p;
-    memset(o->p.io, 0, sizeof o->p.io);
+    *o = *p;
+    memset(o->io, 0, sizeof o->io);
     co_task_opts to = {.name = "reaper", .stack_size = 64 * 1024};
     co_task *t = co_spawn_opts(co__reaper, o, &to);
     if (!t) {
