@@ -216,7 +216,7 @@ $(BUILD)/ctx_check: tests/ctx_check.c $(LIBA)
 # ---- showcase and benchmarks ------------------------------------------------
 RUN_EXAMPLES := seq_await create_task callback cancel \
     gather gather_cancel gather_errors wait as_completed shield group \
-    producer_consumer rate_limit to_thread loop_thread process_pool download
+    producer_consumer rate_limit to_thread loop_thread process_pool download subprocess
 run: all
 	@for e in $(RUN_EXAMPLES); do \
 	    printf '\n=== %s ===\n' "$$e"; \

@@ -11,6 +11,8 @@
  *   corio/io.h     fd waits, sockets, DNS, buffered streams, servers
  *   corio/tls.h    TLS contexts, start_tls, what was negotiated
  *   corio/file.h   files on the thread pool (aiofiles), atomic whole-file writes
+ *   corio/signal.h signal waits and handlers (loop.add_signal_handler)
+ *   corio/process.h child processes (asyncio.create_subprocess_exec)
  *
  * Conventions (the same in every sub-header):
  *   - public names co_*, macros CO_*; nothing else is exported;
@@ -39,5 +41,7 @@
 #include "corio/io.h"
 #include "corio/tls.h"
 #include "corio/file.h"
+#include "corio/signal.h"
+#include "corio/process.h"
 
 #endif

@@ -74,3 +74,4 @@ Test(examples, download, .timeout = 60) {
     check_example_env("download", "CORIO_EXAMPLE_UNIT=0.1");
     check_example("download");
 }
+Test(examples, subprocess) { check_example("subprocess"); }

@@ -258,9 +258,12 @@ static void co__dispatch(co_loop *L) {
     L->budget = 0;
 }
 
+/* L->sigint holds the stop signal co_run's handler received (SIGINT or
+ * SIGTERM), 0 if none. */
 static void co__handle_signals(co_loop *L) {
-    if (atomic_exchange(&L->sigint, 0) && L->main_task && !co_task_done(L->main_task))
-        co_cancel(L->main_task, "interrupted by SIGINT");
+    int sig = atomic_exchange(&L->sigint, 0);
+    if (sig && L->main_task && !co_task_done(L->main_task))
+        co_cancel(L->main_task, sig == SIGTERM ? "terminated by SIGTERM" : "interrupted by SIGINT");
 }
 
 static void co__poll_once(co_loop *L, int64_t timeout) {

@@ -1,11 +1,15 @@
-/* run.c — co_run, asyncio.run for C: a loop, a main task, SIGINT handling.
+/* run.c — co_run, asyncio.run for C: a loop, a main task, SIGINT and
+ * SIGTERM handling.
  *
- * While co_run runs, SIGINT belongs to it: the first one cancels the main
- * task (through the loop's wake-up fd, since a signal handler may not touch
- * the loop); a second one restores the previous disposition and re-raises,
- * ending the process at once. The previous handler is restored on return.
- * Only one co_run at a time per process owns SIGINT; nested or concurrent
- * ones (other threads) run without it.
+ * While co_run runs, SIGINT belongs to it, and SIGTERM too if the program
+ * left SIGTERM at its default (a handler or SIG_IGN of its own stays in
+ * charge). The first of them cancels the main task ("interrupted by
+ * SIGINT", "terminated by SIGTERM": a graceful stop, its cleanup runs)
+ * through the loop's wake-up fd, since a signal handler may not touch the
+ * loop; a second one (of either) restores its previous disposition and
+ * re-raises, ending the process at once. The previous handlers are
+ * restored on return. Only one co_run at a time per process owns them;
+ * nested or concurrent ones (other threads) run without.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -18,19 +22,23 @@
 #include "internal.h"
 
 static _Atomic(co_loop *) g_sigint_loop;
-static struct sigaction g_old_sigint;
-static atomic_int g_sigints; /* SIGINTs received by the co_run that owns SIGINT */
+static struct sigaction g_old_sigint, g_old_sigterm;
+static bool g_own_sigterm;
+static atomic_int g_sigints;  /* SIGINTs and SIGTERMs received by the co_run that owns them */
+static atomic_int g_stop_sig; /* the first of them */
 
 static void co__on_sigint(int sig) {
     co_loop *L = atomic_load(&g_sigint_loop);
     if (!L || atomic_fetch_add(&g_sigints, 1) > 0) {
-        /* second Ctrl-C: leave now */
-        sigaction(SIGINT, &g_old_sigint, NULL);
-        if (g_old_sigint.sa_handler == SIG_IGN) signal(SIGINT, SIG_DFL);
+        /* second Ctrl-C (or SIGTERM): leave now */
+        struct sigaction *old = sig == SIGTERM ? &g_old_sigterm : &g_old_sigint;
+        sigaction(sig, old, NULL);
+        if (old->sa_handler == SIG_IGN) signal(sig, SIG_DFL);
         raise(sig);
         return;
     }
-    atomic_fetch_add(&L->sigint, 1);
+    atomic_store(&g_stop_sig, sig);
+    atomic_store(&L->sigint, sig); /* the loop cancels main with a message naming sig */
     co__loop_wakeup(L);
 }
 
@@ -69,6 +77,10 @@ int co_run(co_fn main, void *arg, void **result) {
         sigemptyset(&sa.sa_mask);
         sa.sa_flags = SA_RESTART;
         sigaction(SIGINT, &sa, &g_old_sigint);
+        struct sigaction cur;
+        sigaction(SIGTERM, NULL, &cur);
+        g_own_sigterm = !(cur.sa_flags & SA_SIGINFO) && cur.sa_handler == SIG_DFL;
+        if (g_own_sigterm) sigaction(SIGTERM, &sa, &g_old_sigterm);
     }
 
     void *value = NULL;
@@ -78,8 +90,10 @@ int co_run(co_fn main, void *arg, void **result) {
         status = 0;
         if (result) *result = value;
     } else if (rc == -ECANCELED) {
-        status = own_sigint && atomic_load(&g_sigints) ? 130 : 1;
-        if (status != 130)
+        status = !own_sigint || !atomic_load(&g_sigints)  ? 1
+                 : atomic_load(&g_stop_sig) == SIGTERM ? 128 + SIGTERM
+                                                       : 128 + SIGINT;
+        if (status == 1)
             fprintf(stderr, "corio: main task cancelled%s%s\n", t->msg ? ": " : "",
                     t->msg ? t->msg : "");
     } else {
@@ -91,15 +105,17 @@ int co_run(co_fn main, void *arg, void **result) {
     co_task_release(t);
     co_loop_close(L);
     if (own_sigint) {
-        /* SIGINT blocked here while the handler goes, so it cannot run on
-         * this thread against a loop about to be freed. (Delivered to
-         * another thread in that instant it still could: a window of a few
-         * instructions, noted in docs/internals.md.) */
+        /* SIGINT and SIGTERM blocked here while the handler goes, so it
+         * cannot run on this thread against a loop about to be freed.
+         * (Delivered to another thread in that instant it still could: a
+         * window of a few instructions, noted in docs/internals.md.) */
         sigset_t set, old;
         sigemptyset(&set);
         sigaddset(&set, SIGINT);
+        sigaddset(&set, SIGTERM);
         pthread_sigmask(SIG_BLOCK, &set, &old);
         sigaction(SIGINT, &g_old_sigint, NULL);
+        if (g_own_sigterm) sigaction(SIGTERM, &g_old_sigterm, NULL);
         atomic_store(&g_sigint_loop, NULL);
         pthread_sigmask(SIG_SETMASK, &old, NULL);
     }
