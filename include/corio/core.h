@@ -147,11 +147,13 @@ CO_API size_t co_all_tasks(co_loop *loop, co_task **out, size_t cap);
 
 /* asyncio.run: a new loop, main(arg) as its main task named "main", run
  * until it finishes, then cancel and drain whatever is left, close, free.
- * The first SIGINT cancels the main task (its cleanup runs); a second one
- * ends the process at once. *result (if not NULL) gets main's value.
+ * The first SIGINT or SIGTERM (each taken only if the program left it at
+ * its default) cancels the main task ("interrupted by SIGINT" /
+ * "terminated by SIGTERM"; its cleanup runs); a second one ends the
+ * process at once. *result (if not NULL) gets main's value.
  * Returns an exit status for main(): 0 main returned a value, 1 it failed
  * (its error is printed on stderr) or could not start, 130 it was
- * cancelled by SIGINT, 1 it was cancelled otherwise. */
+ * cancelled by SIGINT, 143 by SIGTERM, 1 it was cancelled otherwise. */
 CO_API int co_run(co_fn main, void *arg, void **result);
 
 /* ---- clock -------------------------------------------------------------- */

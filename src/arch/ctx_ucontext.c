@@ -2,6 +2,8 @@
  * About 50x slower than the assembly (swapcontext saves the signal mask
  * with a system call), kept for CPUs without a .S file and tested on
  * x86-64 with `make CORIO_CTX=ucontext test`. */
+#include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -26,4 +28,11 @@ void co__ctx_make(co__ctx *ctx, void *lo, size_t size, void (*entry)(void *), vo
                 (unsigned)e, (unsigned)(a >> 32), (unsigned)a);
 }
 
-void co__ctx_switch(co__ctx *from, co__ctx *to) { swapcontext(&from->uc, &to->uc); }
+/* swapcontext installs the signal mask saved in `to`, which is the mask of
+ * the moment that context last switched out: a signal blocked meanwhile
+ * (co_signal_wait blocks what it reads from its signalfd) would come
+ * unblocked. The thread's mask is the truth, so `to` gets it first. */
+void co__ctx_switch(co__ctx *from, co__ctx *to) {
+    pthread_sigmask(SIG_SETMASK, NULL, &to->uc.uc_sigmask);
+    swapcontext(&from->uc, &to->uc);
+}

@@ -330,7 +330,9 @@ struct co_loop {
     size_t xwaiters;          /* tasks waiting for another thread (pool jobs,
                                  thread-safe futures): spin before sleeping,
                                  and the virtual clock treats them as I/O */
-    atomic_int sigint;        /* any thread / signal: SIGINTs not yet handled */
+    atomic_int sigint;        /* any thread / signal: the stop signal (SIGINT or SIGTERM)
+                                 co_run's handler received and the loop has not
+                                 handled yet; 0 if none */
     size_t io_waiters;        /* tasks waiting on an fd (virtual clock: do not jump) */
     co__iofd **fds;           /* by fd number (NULL: none); nfds slots */
     size_t nfds;

@@ -34,6 +34,11 @@ int co__io_fail(int err, const char *fmt, ...) CO_PRINTF(2, 3);
  * (once): writes to a closed pipe then fail with -EPIPE. */
 void co__sigpipe_ignore(void);
 
+/* The signals the loop thread blocks for its signalfds (signal.c): a
+ * spawned child must start with them unblocked. */
+#include <signal.h>
+void co__signal_child_mask(sigset_t *mask);
+
 /* ---- fault injection ------------------------------------------------------------------ */
 /* Counts one call of op: -err if this is the armed one, else 0. */
 int co__fault(int op);

@@ -38,7 +38,6 @@ extern char **environ;
 
 /* signal.c: the mask a child starts with (this thread's, without what
  * corio blocked). */
-void co__signal_child_mask(sigset_t *mask);
 
 #define CO__POLL_MAX 0.05 /* without a pidfd: look at least this often (s) */
 #define CO__CHUNK (64 * 1024)
