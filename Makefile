@@ -65,6 +65,8 @@ LIB_SRC := $(ARCH_SRC) $(CORE_SRC) $(SYNC_SRC) $(THREAD_SRC) $(IO_SRC)
 LIB_OBJ := $(patsubst src/%,$(BUILD)/obj/%.o,$(LIB_SRC))
 
 EXAMPLES := $(patsubst examples/%.c,%,$(wildcard examples/*.c))
+# What the test loops run by themselves: echo_server is a daemon, driven by echo_client.
+SELF_EXAMPLES := $(filter-out echo_server,$(EXAMPLES))
 TESTS := $(patsubst tests/%.c,%,$(wildcard tests/test_*.c))
 MT_TESTS := $(patsubst tests/%.c,%,$(wildcard tests/mt_*.c))
 BENCH_SRC := $(wildcard bench/*.c)
@@ -144,7 +146,7 @@ test:
 # pass runs the examples, whose output test_examples checks in the others.)
 test-examples: examples
 	@echo "== examples: $(BUILD)"
-	@for e in $(EXAMPLES); do \
+	@for e in $(SELF_EXAMPLES); do \
 	    out=$$(CORIO_VIRTUAL_CLOCK=1 CORIO_EXAMPLE_UNIT=0.1 TSAN_OPTIONS=halt_on_error=1 $(BUILD)/examples/$$e 2>&1) \
 	        || { printf '%s\n' "$$out"; echo "$$e FAILED"; exit 1; }; \
 	    if printf '%s' "$$out" | grep -q Sanitizer; then printf '%s\n' "$$out"; exit 1; fi; \
@@ -176,7 +178,7 @@ test-tsan:
 # with it, so it follows the switches); any error fails.
 test-valgrind: examples $(BUILD)/ctx_check
 	@echo "== valgrind: $(BUILD)"
-	@for p in $(BUILD)/ctx_check $(addprefix $(BUILD)/examples/,$(EXAMPLES)); do \
+	@for p in $(BUILD)/ctx_check $(addprefix $(BUILD)/examples/,$(SELF_EXAMPLES)); do \
 	    CORIO_VIRTUAL_CLOCK=1 CORIO_EXAMPLE_UNIT=0.1 valgrind -q --error-exitcode=9 --leak-check=full \
 	        --errors-for-leak-kinds=definite $$p > /dev/null 2> $(BUILD)/valgrind.log \
 	        || { cat $(BUILD)/valgrind.log; echo "$$p: valgrind FAILED"; exit 1; }; \
@@ -195,9 +197,9 @@ test-aarch64:
 	@echo "== aarch64 under qemu-user"
 	@export QEMU_LD_PREFIX=/usr/aarch64-linux-gnu; \
 	CORIO_VIRTUAL_CLOCK=1 qemu-aarch64 $(A64)/ctx_check || exit 1; \
-	for e in $(EXAMPLES); do \
+	for e in $(SELF_EXAMPLES); do \
 	    case $$e in \
-	        process_pool) echo "$$e: skipped (its workers are spawned as native processes: qemu-user cannot run them without binfmt_misc)"; continue;; \
+	        process_pool|echo_client) echo "$$e: skipped (it spawns a program of ours as a native process: qemu-user cannot run it without binfmt_misc)"; continue;; \
 	        to_thread|loop_thread) \
 	            qemu-aarch64 $(A64)/examples/$$e > $(A64)/$$e.out 2>&1 || { cat $(A64)/$$e.out; exit 1; }; \
 	            grep -q -e '^gathered: \[3, 5, 7, 8, 9\]' -e 'results 6 and 4$$' $(A64)/$$e.out \
@@ -216,7 +218,8 @@ $(BUILD)/ctx_check: tests/ctx_check.c $(LIBA)
 # ---- showcase and benchmarks ------------------------------------------------
 RUN_EXAMPLES := seq_await create_task callback cancel \
     gather gather_cancel gather_errors wait as_completed shield group \
-    producer_consumer rate_limit to_thread loop_thread process_pool download subprocess
+    producer_consumer rate_limit to_thread loop_thread process_pool download subprocess \
+    echo_client
 run: all
 	@for e in $(RUN_EXAMPLES); do \
 	    printf '\n=== %s ===\n' "$$e"; \

@@ -27,10 +27,7 @@
 
 /* only example_unit() is used here; the header's other helpers are for
  * the thread examples */
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunused-function"
 #include "example_unit.h"
-#pragma GCC diagnostic pop
 
 #define NIMAGES 3
 

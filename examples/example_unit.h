@@ -8,14 +8,14 @@
 #include <stdlib.h>
 #include <time.h>
 
-static double example_unit(void) {
+static inline double example_unit(void) {
     const char *e = getenv("CORIO_EXAMPLE_UNIT");
     double u = e && *e ? atof(e) : 1.0;
     return u > 0 ? u : 1.0;
 }
 
 /* A blocking sleep (the kind of call that must not run on the loop). */
-static void blocking_sleep(double units) {
+static inline void blocking_sleep(double units) {
     double s = units * example_unit();
     struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
     while (nanosleep(&ts, &ts) != 0) {
@@ -23,11 +23,11 @@ static void blocking_sleep(double units) {
 }
 
 /* Real elapsed time since t0 (CLOCK_MONOTONIC seconds), in units. */
-static double mono_now(void) {
+static inline double mono_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
-static double units_since(double t0) { return (mono_now() - t0) / example_unit(); }
+static inline double units_since(double t0) { return (mono_now() - t0) / example_unit(); }
 
 #endif

@@ -75,3 +75,9 @@ Test(examples, download, .timeout = 60) {
     check_example("download");
 }
 Test(examples, subprocess) { check_example("subprocess"); }
+/* echo_client starts echo_server as a subprocess: 100 connections at once,
+ * every echo checked, the server stopped by SIGTERM and exiting 0. */
+Test(examples, echo_client_and_server, .timeout = 60) {
+    check_example_env("echo_client", "CORIO_EXAMPLE_UNIT=1");
+    check_example("echo_client");
+}

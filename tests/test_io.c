@@ -656,3 +656,95 @@ static void *faults_task(void *arg) {
     return NULL;
 }
 Test(io, fault_injection_reaches_the_caller) { io_run(faults_task, NULL); }
+
+/* ---- 10,000 concurrent connections ---------------------------------------------------
+ * The server (this process) and the clients (a forked child with its own
+ * loop and fd table) each hold 10,000 sockets; every client connects,
+ * gets its line echoed, and keeps its connection open until all 10,000
+ * are through, so they are all open at once. */
+#define MANY 10000
+static size_t many_live, many_peak;
+static void many_handler(co_stream *s, void *arg) {
+    if (++many_live > many_peak) many_peak = many_live;
+    char line[64];
+    ssize_t n = co_stream_readline(s, line, sizeof line);
+    if (n > 0) co_stream_write(s, line, (size_t)n);
+    co_stream_read(s, line, sizeof line); /* until the client closes */
+    many_live--;
+}
+
+static const char *many_port;
+static int many_ok, many_done;
+static co_event many_all;
+static void *many_client(void *arg) {
+    co_stream *s;
+    co_connect_opts o = {.attempt_timeout = 60};
+    int rc = co_open_connection("127.0.0.1", many_port, &o, &s);
+    if (rc == 0) {
+        char msg[32], back[32];
+        int n = snprintf(msg, sizeof msg, "hello %d\n", (int)(intptr_t)arg);
+        co_stream_write(s, msg, (size_t)n);
+        if (co_stream_readline(s, back, sizeof back) == n && memcmp(msg, back, (size_t)n) == 0) many_ok++;
+    }
+    if (++many_done == MANY) co_event_set(&many_all);
+    co_event_wait(&many_all); /* hold the connection until all are through */
+    if (rc == 0) co_stream_close(s);
+    return NULL;
+}
+static void *many_clients_main(void *arg) {
+    co_event_init(&many_all);
+    co_task **t = malloc(MANY * sizeof *t);
+    for (int i = 0; i < MANY; i++) t[i] = co_spawn(many_client, (void *)(intptr_t)i);
+    co_gather(t, MANY, NULL, 0);
+    for (int i = 0; i < MANY; i++) co_task_release(t[i]);
+    free(t);
+    return NULL;
+}
+
+static pid_t many_child;
+static int many_lfd;
+static void *many_server_task(void *arg) {
+    co_server *srv;
+    co_server_opts so = {.stream.limit = 1024};
+    cr_assert_eq(co_server_start(many_lfd, many_handler, NULL, &so, &srv), 0);
+    int status = 0;
+    for (;;) {
+        pid_t w = waitpid(many_child, &status, WNOHANG);
+        if (w == many_child) break;
+        co_sleep(0.02);
+    }
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "client process status %d", status);
+    cr_assert_eq(many_peak, MANY, "connections open at once: %zu", many_peak);
+    cr_assert_eq(co_server_close(srv, CO_SERVER_WAIT), 0);
+    return NULL;
+}
+Test(io, ten_thousand_connections, .timeout = 180) {
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    cr_assert_geq(rl.rlim_max, MANY + 100, "the hard fd limit (%lu) is below %d", (unsigned long)rl.rlim_max, MANY + 100);
+    rl.rlim_cur = rl.rlim_max;
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    /* the listener exists before the fork: the clients' connects queue */
+    co_listen_opts lo = {.backlog = 4096};
+    cr_assert_eq(co_tcp_listen("127.0.0.1", "0", &lo, &many_lfd), 0);
+    static char port[16];
+    snprintf(port, sizeof port, "%d", co_sock_port(many_lfd));
+    many_port = port;
+    fflush(NULL);
+    many_child = fork();
+    cr_assert_geq(many_child, 0);
+    co_loop_opts o = {.stack_size = 32 * 1024, .report = tu_report};
+    if (many_child == 0) { /* the clients: a process and a loop of their own */
+        close(many_lfd);
+        co_loop *L = co_loop_new(&o);
+        co_loop_set_current(L);
+        co_task *m = co_spawn(many_clients_main, NULL);
+        co_loop_run_until_complete(L, m, NULL);
+        _exit(many_ok == MANY ? 0 : 3);
+    }
+    co_loop *L = co_loop_new(&o);
+    co_loop_set_current(L);
+    int rc = tu_run(L, many_server_task, NULL, NULL);
+    cr_assert_eq(rc, 0, "%s", co_err_name(rc));
+    tu_close(L);
+}
