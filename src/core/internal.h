@@ -278,6 +278,7 @@ typedef struct co__iofd {
     int fd;
     int ready;
     bool registered;
+    bool ended;                       /* a hang-up or the peer's end of stream was seen: sticky */
     co__list waiters;                 /* co__iowaiter */
     void (*hook)(void *arg, int ev);  /* called on every edge (a stream's background flush) */
     void *hook_arg;
@@ -459,6 +460,11 @@ static inline void co__wake_if_parked(co_task *t) {
 /* fd's ready bits (0 if it has no record). */
 static inline int co__fd_ready(const co_loop *L, int fd) {
     return (size_t)fd < L->nfds && L->fds[fd] ? L->fds[fd]->ready : 0;
+}
+/* Has fd reported the peer's end of stream or a hang-up? (Reading at the
+ * end brings no further edge: readers must not wait for one then.) */
+static inline bool co__fd_ended(const co_loop *L, int fd) {
+    return (size_t)fd < L->nfds && L->fds[fd] && L->fds[fd]->ended;
 }
 
 #endif

@@ -95,6 +95,7 @@ void co__fd_event(co_loop *L, void *data, uint32_t pev) {
     if (!r) return;
     int ev = co__pev_to_co(pev);
     r->ready |= ev;
+    if (pev & (CO__POLL_RDHUP | CO__POLL_HUP | CO__POLL_ERR)) r->ended = true;
     co__list_for_each_safe(it, tmp, &r->waiters) {
         co__iowaiter *w = co__container_of(it, co__iowaiter, link);
         if (!(w->events & ev)) continue;

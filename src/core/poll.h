@@ -6,7 +6,8 @@
 #include <stdint.h>
 
 /* ET (registration only): edge-triggered, reported once per change. */
-enum { CO__POLL_IN = 1, CO__POLL_OUT = 2, CO__POLL_ERR = 4, CO__POLL_HUP = 8, CO__POLL_ET = 16 };
+enum { CO__POLL_IN = 1, CO__POLL_OUT = 2, CO__POLL_ERR = 4, CO__POLL_HUP = 8, CO__POLL_ET = 16,
+       CO__POLL_RDHUP = 32 /* the peer finished sending (reported, never asked for) */ };
 
 typedef struct co__poll {
     int fd;

@@ -63,6 +63,7 @@ int co__poll_wait(co__poll *p, int64_t timeout_ns, co__pevent *out, int max) {
         if (e & EPOLLOUT) r |= CO__POLL_OUT;
         if (e & EPOLLERR) r |= CO__POLL_ERR;
         if (e & EPOLLHUP) r |= CO__POLL_HUP;
+        if (e & EPOLLRDHUP) r |= CO__POLL_RDHUP;
         out[i].events = r;
         out[i].data = evs[i].data.ptr;
     }

@@ -34,7 +34,10 @@
  * the next edge (data arriving later always brings one) without a system
  * call. */
 static ssize_t co__plain_read(co_stream *s, void *buf, size_t n, int *want) {
-    if (!(co__fd_ready(s->loop, s->fd) & CO_READ) && s->is_sock) {
+    /* Not after the peer's end of stream: the read that returns 0 there
+     * brings no edge of its own. */
+    bool skip = s->is_sock && !co__fd_ended(s->loop, s->fd);
+    if (skip && !(co__fd_ready(s->loop, s->fd) & CO_READ)) {
         *want = CO_READ;
         return -EAGAIN;
     }
@@ -42,7 +45,7 @@ static ssize_t co__plain_read(co_stream *s, void *buf, size_t n, int *want) {
     if (rc) return rc;
     for (;;) {
         ssize_t r = read(s->fd, buf, n);
-        if (r > 0 && (size_t)r < n && s->is_sock) co__fd_clear(s->loop, s->fd, CO_READ);
+        if (r > 0 && (size_t)r < n && skip) co__fd_clear(s->loop, s->fd, CO_READ);
         if (r >= 0) return r;
         if (errno == EINTR) continue;
         if (errno == EAGAIN) *want = CO_READ;
