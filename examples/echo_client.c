@@ -61,7 +61,8 @@ static void *main_task(void *arg) {
     co_process *p;
     if (co_process_spawn(argv, &o, &p) < 0) return co_fail(-1, "%s", co_io_error());
     char line[64], portbuf[16];
-    ssize_t len = co_stream_readline(co_process_stdout(p), line, sizeof line);
+    ssize_t len = co_stream_readline(co_process_stdout(p), line, sizeof line - 1);
+    if (len > 0) line[len] = 0; /* readline returns bytes, not a C string */
     if (len <= 0 || sscanf(line, "listening on port %15s", portbuf) != 1) {
         co_process_free(p);
         return co_fail(-EPROTO, "the server did not start");

@@ -142,25 +142,6 @@ int co_accept(int lfd, int *fd, struct sockaddr_storage *peer, socklen_t *peerle
     }
 }
 
-/* One read (sock: recv with flags), waiting for the first byte. */
-static ssize_t co__read1(int fd, void *buf, size_t n, int flags, bool sock) {
-    int rc;
-    co_loop *L = co__io_loop(&rc);
-    if (!L) return rc;
-    if (fd < 0 || (!buf && n)) return -EINVAL;
-    if ((rc = co__fault(CO_FAULT_READ))) return co__op_fail(CO_FAULT_READ, fd, rc, true);
-    for (;;) {
-        ssize_t r = sock ? recv(fd, buf, n, flags) : read(fd, buf, n);
-        if (r >= 0) return r;
-        if (errno == EINTR) continue;
-        if (errno != EAGAIN) return co__op_fail(CO_FAULT_READ, fd, -errno, false);
-        if ((rc = co__fd_wait_rearm(L, fd, CO_READ, CO__NO_DEADLINE)) < 0) return rc;
-    }
-}
-
-ssize_t co_recv(int fd, void *buf, size_t n, int flags) { return co__read1(fd, buf, n, flags, true); }
-ssize_t co_read(int fd, void *buf, size_t n) { return co__read1(fd, buf, n, 0, false); }
-
 /* Writes to pipes (and sockets written with write(2)) raise SIGPIPE when
  * the reader is gone, which kills the process by default. Python ignores
  * SIGPIPE at start-up for the same reason; corio does it the first time
@@ -182,19 +163,28 @@ static ssize_t co__write_nosig(int fd, const void *buf, size_t n, int flags, boo
     return write(fd, buf, n);
 }
 
-static ssize_t co__write1(int fd, const void *buf, size_t n, int flags, bool sock) {
+/* One read or write (op CO_FAULT_READ / _WRITE; sock: recv / send with
+ * flags), waiting until the fd lets it move at least a byte. */
+static ssize_t co__xfer(int op, int fd, void *buf, size_t n, int flags, bool sock) {
     int rc;
     co_loop *L = co__io_loop(&rc);
     if (!L) return rc;
     if (fd < 0 || (!buf && n)) return -EINVAL;
-    if ((rc = co__fault(CO_FAULT_WRITE))) return co__op_fail(CO_FAULT_WRITE, fd, rc, true);
+    if ((rc = co__fault(op))) return co__op_fail(op, fd, rc, true);
+    bool rd = op == CO_FAULT_READ;
     for (;;) {
-        ssize_t r = co__write_nosig(fd, buf, n, flags, sock);
+        ssize_t r = rd ? (sock ? recv(fd, buf, n, flags) : read(fd, buf, n)) : co__write_nosig(fd, buf, n, flags, sock);
         if (r >= 0) return r;
         if (errno == EINTR) continue;
-        if (errno != EAGAIN) return co__op_fail(CO_FAULT_WRITE, fd, -errno, false);
-        if ((rc = co__fd_wait_rearm(L, fd, CO_WRITE, CO__NO_DEADLINE)) < 0) return rc;
+        if (errno != EAGAIN) return co__op_fail(op, fd, -errno, false);
+        if ((rc = co__fd_wait_rearm(L, fd, rd ? CO_READ : CO_WRITE, CO__NO_DEADLINE)) < 0) return rc;
     }
+}
+
+ssize_t co_recv(int fd, void *buf, size_t n, int flags) { return co__xfer(CO_FAULT_READ, fd, buf, n, flags, true); }
+ssize_t co_read(int fd, void *buf, size_t n) { return co__xfer(CO_FAULT_READ, fd, buf, n, 0, false); }
+static ssize_t co__write1(int fd, const void *buf, size_t n, int flags, bool sock) {
+    return co__xfer(CO_FAULT_WRITE, fd, (void *)buf, n, flags, sock);
 }
 
 ssize_t co_send(int fd, const void *buf, size_t n, int flags) { return co__write1(fd, buf, n, flags, true); }
