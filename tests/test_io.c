@@ -748,3 +748,67 @@ Test(io, ten_thousand_connections, .timeout = 180) {
     cr_assert_eq(rc, 0, "%s", co_err_name(rc));
     tu_close(L);
 }
+
+/* ---- a deadline at each stage: a 50 ms scope around each wait ------------------------ */
+typedef struct {
+    int stage;
+    co_stream *s;
+    int lfd;
+} stage_arg;
+static int run_stage(stage_arg *a) {
+    char b[16];
+    int fd;
+    switch (a->stage) {
+    case 0: {
+        co_connect_opts o = {.attempt_timeout = -1};
+        return co_tcp_connect("127.0.0.1", cport, &o, &fd);
+    }
+    case 1: return co_accept(a->lfd, &fd, NULL, NULL);
+    case 2: return (int)co_stream_read(a->s, b, sizeof b);
+    case 3: return (int)co_stream_readexactly(a->s, b, sizeof b, NULL);
+    case 4: return (int)co_stream_readline(a->s, b, sizeof b);
+    default: {
+        static char big[1 << 20];
+        int rc = co_stream_write(a->s, big, sizeof big);
+        return rc ? rc : co_stream_drain(a->s);
+    }
+    }
+}
+static void *stages_task(void *arg) {
+    int l, extra[4];
+    fill_backlog(&l, cport, extra, 4);
+    int lfd;
+    cr_assert_eq(co_tcp_listen("127.0.0.1", "0", NULL, &lfd), 0);
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    co_stream *s;
+    cr_assert_eq(co_stream_open(sv[0], NULL, &s), 0);
+    cr_assert_eq(write(sv[1], "abc", 3), 3); /* readexactly and readline wait for more */
+    for (int stage = 0; stage < 6; stage++) {
+        stage_arg a = {.stage = stage, .s = s, .lfd = lfd};
+        if (stage == 2) { /* read must find nothing buffered: take "abc" first */
+            char t[3];
+            cr_assert_eq(co_stream_readexactly(s, t, 3, NULL), 3);
+        }
+        if (stage == 3) cr_assert_eq(write(sv[1], "abc", 3), 3);
+        co_scope sc;
+        co_scope_enter(&sc, 0.05, CO_FAIL_AFTER);
+        double t0 = co_time();
+        int rc = run_stage(&a);
+        int src = co_scope_exit(&sc);
+        cr_assert_eq(rc, -ECANCELED, "stage %d: %s", stage, co_err_name(rc));
+        cr_assert_eq(src, -ETIMEDOUT, "stage %d", stage);
+        cr_assert_geq(co_time() - t0, 0.05, "stage %d", stage);
+    }
+    /* nothing was lost: the 3 bytes readexactly and readline waited on */
+    char t[3];
+    cr_assert_eq(co_stream_readexactly(s, t, 3, NULL), 3);
+    cr_assert_arr_eq(t, "abc", 3);
+    co_stream_abort(s);
+    close(sv[1]);
+    co_close(lfd);
+    for (int i = 0; i < 4; i++) close(extra[i]);
+    close(l);
+    return NULL;
+}
+Test(io, timeout_at_each_stage) { io_run(stages_task, NULL); }
