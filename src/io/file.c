@@ -342,16 +342,21 @@ static int co__pool_fsync(co_file *f) {
     return (int)co__freq_do(r);
 }
 
-static int co__pool_fstat(co_file *f, struct stat *st) {
-    co__freq *r = co__freq_new(CO__F_FSTAT, NULL, NULL, 0);
-    if (!r) return -ENOMEM;
-    r->file = co__file_ref(f);
+/* Runs a stat-kind request and hands its struct stat out. */
+static int co__freq_stat(co__freq *r, struct stat *st) {
     int rc = co__freq_run(r);
     if (rc < 0) return rc;
     rc = (int)r->res;
     if (rc == 0) *st = r->st;
     co__freq_free(r);
     return rc;
+}
+
+static int co__pool_fstat(co_file *f, struct stat *st) {
+    co__freq *r = co__freq_new(CO__F_FSTAT, NULL, NULL, 0);
+    if (!r) return -ENOMEM;
+    r->file = co__file_ref(f);
+    return co__freq_stat(r, st);
 }
 
 static int co__pool_close(co_file *f) {
@@ -373,12 +378,7 @@ static int co__pool_close(co_file *f) {
 static int co__pool_stat(const char *path, struct stat *st) {
     co__freq *r = co__freq_new(CO__F_STAT, path, NULL, 0);
     if (!r) return -ENOMEM;
-    int rc = co__freq_run(r);
-    if (rc < 0) return rc;
-    rc = (int)r->res;
-    if (rc == 0) *st = r->st;
-    co__freq_free(r);
-    return rc;
+    return co__freq_stat(r, st);
 }
 
 static int co__pool_rename(const char *from, const char *to) {
