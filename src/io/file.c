@@ -603,8 +603,12 @@ int co_file_close(co_file *f) {
         return rc;
     }
     /* No cancellation check first: a cancelled task must still be able
-     * to close; the close job runs whatever happens to the task. */
-    return co__fops->close(f);
+     * to close; the close job runs whatever happens to the task. A
+     * cancelled caller always hears -ECANCELED (the fd still goes, in the
+     * background), whether or not a late job held the last reference. */
+    bool cancelled = co_cancelled();
+    int rc = co__fops->close(f);
+    return cancelled ? -ECANCELED : rc;
 }
 
 /* ---- paths ------------------------------------------------------------------------- */
