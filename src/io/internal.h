@@ -29,6 +29,10 @@ int co__fd_wait_rearm(co_loop *L, int fd, int events, int64_t deadline);
 /* ---- error messages ------------------------------------------------------------------- */
 /* Sets co_io_error()'s sentence (printf-style) and returns err. */
 int co__io_fail(int err, const char *fmt, ...) CO_PRINTF(2, 3);
+/* Changes whenever co__io_fail writes a sentence (this thread): a caller
+ * that notes it before calling into a layer below can tell whether that
+ * layer explained its own failure. */
+unsigned co__io_error_gen(void);
 
 /* Ignores SIGPIPE process-wide if the program left it at its default
  * (once): writes to a closed pipe then fail with -EPIPE. */
@@ -80,6 +84,8 @@ struct co_stream {
     bool reading, writing;   /* a task is in a read / a drain (one each at a time) */
     bool is_sock;            /* send with MSG_NOSIGNAL; shutdown(SHUT_WR) for write_eof */
     int bg_want;             /* the edge the background flush waits for (CO_WRITE; TLS may want CO_READ) */
+    unsigned tr_gen;         /* co__io_error_gen() before the last transport call: a
+                                transport that explained its failure (TLS) keeps its sentence */
     char peer[96];           /* for messages */
 };
 

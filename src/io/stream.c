@@ -147,10 +147,16 @@ static const char *co__stream_peer(co_stream *s) {
 }
 
 static int co__stream_err(co_stream *s, const char *what, int err) {
-    if (err == -CO_ETLS) return err; /* tls.c's sentence says what and why */
     if (err == -ECANCELED || err == -ETIMEDOUT) return co__io_fail(err, "%s %s: %s", what, co__stream_peer(s), co_strerror(err));
     return co__io_fail(err, "%s %s failed: %s", what, co__stream_peer(s), co_strerror(err));
 }
+
+/* A transport call failed: its own sentence (TLS says what and why) if it
+ * wrote one during the call, else ours. */
+static int co__stream_tr_err(co_stream *s, const char *what, int err) {
+    return co__io_error_gen() != s->tr_gen ? err : co__stream_err(s, what, err);
+}
+static inline void co__tr_mark(co_stream *s) { s->tr_gen = co__io_error_gen(); }
 
 static void co__stream_bg(void *arg, int ev);
 
@@ -228,13 +234,14 @@ int co__stream_wait(co_stream *s, int want) {
 static ssize_t co__stream_read1(co_stream *s, void *buf, size_t n) {
     for (;;) {
         int want = 0;
+        co__tr_mark(s);
         ssize_t r = s->tr->read(s, buf, n, &want);
         if (r > 0) return r;
         if (r == 0) {
             s->eof = true;
             return 0;
         }
-        if (r != -EAGAIN || !want) return co__stream_err(s, "read from", (int)r);
+        if (r != -EAGAIN || !want) return co__stream_tr_err(s, "read from", (int)r);
         int rc = co__stream_wait(s, want);
         if (rc) return co__stream_err(s, "read from", rc);
     }
@@ -396,6 +403,7 @@ size_t co_stream_unsent(const co_stream *s) { return s ? s->out.len : 0; }
 static int co__stream_push(co_stream *s, int *want) {
     while (s->out.len) {
         *want = 0;
+        co__tr_mark(s);
         ssize_t r = s->tr->write(s, s->out.mem + s->out.off, s->out.len, want);
         if (r > 0) {
             co__buf_consume(&s->out, (size_t)r);
@@ -426,6 +434,7 @@ int co_stream_write(co_stream *s, const void *buf, size_t n) {
     if (s->out.len == 0 && !s->writing) { /* nothing queued: straight to the transport */
         while (n) {
             int want = 0;
+            co__tr_mark(s);
             ssize_t r = s->tr->write(s, p, n, &want);
             if (r > 0) {
                 p += r;
@@ -438,7 +447,7 @@ int co_stream_write(co_stream *s, const void *buf, size_t n) {
                 break;
             }
             s->err = r < 0 ? (int)r : -EIO;
-            return co__stream_err(s, "write to", s->err);
+            return co__stream_tr_err(s, "write to", s->err);
         }
     }
     if (n && co__buf_append(&s->out, p, n) < 0) return -ENOMEM;
@@ -473,7 +482,7 @@ static int co__stream_flush_to(co_stream *s, size_t target) {
     while (s->out.len > target) {
         int want = 0;
         if ((rc = co__stream_push(s, &want))) {
-            rc = co__stream_err(s, "write to", rc);
+            rc = co__stream_tr_err(s, "write to", rc);
             break;
         }
         if (s->out.len <= target) break;
@@ -503,8 +512,9 @@ int co_stream_flush(co_stream *s) {
 static int co__stream_shutdown(co_stream *s) {
     for (;;) {
         int want = 0;
+        co__tr_mark(s);
         int rc = s->tr->shutdown(s, &want);
-        if (rc != -EAGAIN || !want) return rc ? co__stream_err(s, "shutdown of", rc) : 0;
+        if (rc != -EAGAIN || !want) return rc ? co__stream_tr_err(s, "shutdown of", rc) : 0;
         if ((rc = co__stream_wait(s, want))) return co__stream_err(s, "shutdown of", rc);
     }
 }
