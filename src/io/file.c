@@ -483,13 +483,22 @@ static int co__file_writeat(co_file *f, const char *buf, size_t n, off_t off, si
     return 0;
 }
 
-ssize_t co_file_read(co_file *f, void *buf, size_t n) {
+/* The checks co_file_read and co_file_write share: 1 to go on (f is
+ * then marked busy: its position is the caller's), 0 for n == 0, or an
+ * error. */
+static int co__file_take(co_file *f, const void *buf, size_t n) {
     int rc = co__file_enter();
     if (rc) return rc;
     if (!f || (!buf && n)) return -EINVAL;
     if (f->busy) return -EBUSY;
     if (n == 0) return 0;
     f->busy = true;
+    return 1;
+}
+
+ssize_t co_file_read(co_file *f, void *buf, size_t n) {
+    int rc = co__file_take(f, buf, n);
+    if (rc <= 0) return rc;
     ssize_t k = co__file_readat(f, buf, n, f->seekable ? f->pos : -1);
     if (k > 0) f->pos += k;
     f->busy = false;
@@ -498,12 +507,8 @@ ssize_t co_file_read(co_file *f, void *buf, size_t n) {
 
 int co_file_write(co_file *f, const void *buf, size_t n, size_t *written) {
     if (written) *written = 0;
-    int rc = co__file_enter();
-    if (rc) return rc;
-    if (!f || (!buf && n)) return -EINVAL;
-    if (f->busy) return -EBUSY;
-    if (n == 0) return 0;
-    f->busy = true;
+    int rc = co__file_take(f, buf, n);
+    if (rc <= 0) return rc;
     size_t w = 0;
     /* O_APPEND ignores pwrite's offset on Linux: write(2) and ask where
      * the kernel put the end (lseek does no I/O). */
