@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -812,3 +813,155 @@ static void *stages_task(void *arg) {
     return NULL;
 }
 Test(io, timeout_at_each_stage) { io_run(stages_task, NULL); }
+
+/* ---- the rest of the stream and fd API ------------------------------------------------ */
+
+static void *peek_printf_flush_task(void *arg) {
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    co_stream *a, *b;
+    cr_assert_eq(co_stream_open(sv[0], NULL, &a), 0);
+    cr_assert_eq(co_stream_open(sv[1], NULL, &b), 0);
+    cr_assert_eq(co_stream_fd(a), sv[0]);
+    cr_assert_eq(co_stream_printf(a, "GET /%s HTTP/1.1\r\n", "x"), 0);
+    static char big[4000];
+    memset(big, 'z', sizeof big);
+    cr_assert_eq(co_stream_printf(a, "%.*s\r\n", (int)sizeof big, big), 0); /* longer than the small buffer */
+    cr_assert_eq(co_stream_flush(a), 0);
+    cr_assert_eq(co_stream_unsent(a), 0);
+    const char *p;
+    size_t n;
+    cr_assert_eq(co_stream_peek(b, 18, &p, &n), 0);
+    cr_assert_geq(n, 18);
+    cr_assert_arr_eq(p, "GET /x HTTP/1.1\r\n", 17);
+    co_stream_consume(b, 17);
+    cr_assert_eq(co_stream_peek(b, 4002, &p, &n), 0);
+    cr_assert_eq(n, 4002);
+    cr_assert_eq(p[0], 'z');
+    cr_assert_arr_eq(p + 4000, "\r\n", 2);
+    co_stream_consume(b, n);
+    /* asking past the limit, and past the end */
+    cr_assert_eq(co_stream_peek(b, 1 << 20, &p, &n), -CO_ELIMIT);
+    cr_assert_eq(co_stream_write(a, "end", 3), 0);
+    cr_assert_eq(co_stream_write_eof(a), 0);
+    cr_assert_eq(co_stream_peek(b, 10, &p, &n), -CO_EINCOMPLETE);
+    cr_assert_eq(n, 3, "what is there is still shown");
+    co_stream_consume(b, 3);
+    cr_assert(co_stream_at_eof(b));
+    co_stream_close(a);
+    co_stream_close(b);
+    return NULL;
+}
+Test(io, peek_consume_printf_flush) { io_run(peek_printf_flush_task, NULL); }
+
+static char pipe_data[300000];
+static void *pipe_writer(void *arg) {
+    size_t sent = 0;
+    int rc = co_write_all((int)(intptr_t)arg, pipe_data, sizeof pipe_data, &sent);
+    cr_assert_eq(sent, sizeof pipe_data);
+    return (void *)(intptr_t)rc;
+}
+static void *fd_calls_task(void *arg) {
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    cr_assert_eq(co_send(sv[0], "ab", 2, 0), 2);
+    char b[8];
+    cr_assert_eq(co_recv(sv[1], b, sizeof b, 0), 2);
+    cr_assert_arr_eq(b, "ab", 2);
+    co_close(sv[0]);
+    cr_assert_eq(co_recv(sv[1], b, sizeof b, 0), 0, "end of stream");
+    co_close(sv[1]);
+    /* a pipe through co_write_all / co_read, bigger than the pipe buffer */
+    int p[2];
+    cr_assert_eq(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+    co_task *w;
+    for (size_t i = 0; i < sizeof pipe_data; i++) pipe_data[i] = (char)(i % 253);
+    w = co_spawn(pipe_writer, (void *)(intptr_t)p[1]);
+    static char got[300000];
+    size_t have = 0;
+    while (have < sizeof got) {
+        ssize_t n = co_read(p[0], got + have, sizeof got - have);
+        cr_assert_gt(n, 0);
+        have += (size_t)n;
+    }
+    void *rc;
+    cr_assert_eq(co_join(w, &rc), 0);
+    cr_assert_eq((intptr_t)rc, 0);
+    co_task_release(w);
+    cr_assert_arr_eq(got, pipe_data, sizeof pipe_data);
+    co_close(p[0]);
+    co_close(p[1]);
+    return NULL;
+}
+Test(io, recv_send_read_write_all) { io_run(fd_calls_task, NULL); }
+
+/* A lookup that cannot start (every pool thread is busy) is cancelled: the
+ * waiter returns at once and nothing leaks (ASan checks the late parts). */
+static atomic_int pool_gate;
+static void *hold_thread(void *arg) {
+    while (!atomic_load(&pool_gate)) usleep(1000);
+    return NULL;
+}
+static void *lookup(void *arg) {
+    struct addrinfo *res = NULL;
+    int rc = co_getaddrinfo("never-resolved.invalid", "80", NULL, &res);
+    co_freeaddrinfo(res);
+    return (void *)(intptr_t)rc;
+}
+static void *dns_cancel_task(void *arg) {
+    size_t n = co_pool_size(co_pool_default());
+    co_tsfuture *held[64];
+    cr_assert_leq(n, 64);
+    for (size_t i = 0; i < n; i++) held[i] = co_pool_submit(NULL, hold_thread, NULL);
+    double t0 = co_time();
+    cr_assert_eq(tu_cancel_after(lookup, NULL, 0.02), -ECANCELED);
+    cr_assert_lt(co_time() - t0, 1.0, "released at once");
+    atomic_store(&pool_gate, 1);
+    for (size_t i = 0; i < n; i++) {
+        co_tsfuture_wait(held[i], -1, NULL);
+        co_tsfuture_release(held[i]);
+    }
+    /* and a lookup under a deadline scope, also waiting for a thread */
+    atomic_store(&pool_gate, 0);
+    for (size_t i = 0; i < n; i++) held[i] = co_pool_submit(NULL, hold_thread, NULL);
+    co_scope sc;
+    co_scope_enter(&sc, 0.03, CO_FAIL_AFTER);
+    cr_assert_eq((intptr_t)lookup(NULL), -ECANCELED);
+    cr_assert_eq(co_scope_exit(&sc), -ETIMEDOUT);
+    atomic_store(&pool_gate, 1);
+    for (size_t i = 0; i < n; i++) {
+        co_tsfuture_wait(held[i], -1, NULL);
+        co_tsfuture_release(held[i]);
+    }
+    return NULL;
+}
+Test(io, dns_cancel_and_timeout_while_waiting) { io_run(dns_cancel_task, NULL); }
+
+/* max_conns: above it the server stops accepting until a connection ends. */
+static co_event mc_release;
+static void mc_handler(co_stream *s, void *arg) {
+    co_stream_write(s, "hi\n", 3);
+    co_event_wait(&mc_release);
+}
+static void *max_conns_task(void *arg) {
+    co_event_init(&mc_release);
+    co_server_opts so = {.max_conns = 2};
+    co_server *srv;
+    cr_assert_eq(co_server_start_tcp("127.0.0.1", "0", mc_handler, NULL, &so, &srv), 0);
+    char port[16];
+    snprintf(port, sizeof port, "%d", co_server_port(srv));
+    co_stream *c[3];
+    char b[8];
+    for (int i = 0; i < 3; i++) cr_assert_eq(co_open_connection("127.0.0.1", port, NULL, &c[i]), 0);
+    cr_assert_eq(co_stream_readline(c[0], b, sizeof b), 3);
+    cr_assert_eq(co_stream_readline(c[1], b, sizeof b), 3);
+    co_sleep(0.05);
+    cr_assert_eq(co_server_nconns(srv), 2, "the third waits in the backlog");
+    co_event_set(&mc_release); /* the first two end; the third is accepted */
+    cr_assert_eq(co_stream_readline(c[2], b, sizeof b), 3);
+    cr_assert_eq(co_server_close(srv, CO_SERVER_WAIT), 0);
+    for (int i = 0; i < 3; i++) co_stream_close(c[i]);
+    co_event_destroy(&mc_release);
+    return NULL;
+}
+Test(io, server_max_conns_pauses_accepting) { io_run(max_conns_task, NULL); }
