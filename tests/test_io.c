@@ -965,3 +965,29 @@ static void *max_conns_task(void *arg) {
     return NULL;
 }
 Test(io, server_max_conns_pauses_accepting) { io_run(max_conns_task, NULL); }
+
+/* The task closing a server (waiting for its clients) is cancelled: the
+ * clients are cancelled too, the server is freed, -ECANCELED comes back. */
+static co_server *closing_srv;
+static void *closer(void *arg) { return (void *)(intptr_t)co_server_close(closing_srv, CO_SERVER_WAIT); }
+static void *close_cancelled_task(void *arg) {
+    handlers_done = handlers_cancelled = 0;
+    cr_assert_eq(co_server_start_tcp("127.0.0.1", "0", slow_handler, NULL, NULL, &closing_srv), 0);
+    char port[16];
+    snprintf(port, sizeof port, "%d", co_server_port(closing_srv));
+    co_stream *c[2];
+    for (int i = 0; i < 2; i++) cr_assert_eq(co_open_connection("127.0.0.1", port, NULL, &c[i]), 0);
+    while (co_server_nconns(closing_srv) < 2) co_sleep(0.001);
+    co_task *t = co_spawn(closer, NULL);
+    co_sleep(0.02);
+    cr_assert_not(co_task_done(t), "close waits for the clients");
+    co_cancel(t, NULL);
+    void *rc;
+    cr_assert_eq(co_join(t, &rc), -ECANCELED);
+    co_task_release(t);
+    cr_assert_eq(handlers_cancelled, 2);
+    cr_assert_eq(handlers_done, 0);
+    for (int i = 0; i < 2; i++) co_stream_close(c[i]);
+    return NULL;
+}
+Test(io, server_close_cancelled_while_waiting) { io_run(close_cancelled_task, NULL); }
