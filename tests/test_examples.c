@@ -9,14 +9,6 @@
 #include <time.h>
 #include <unistd.h>
 
-static void read_file(const char *path, char *buf, size_t cap) {
-    FILE *f = fopen(path, "r");
-    cr_assert_not_null(f, "%s: %s", path, strerror(errno));
-    size_t n = fread(buf, 1, cap - 1, f);
-    buf[n] = 0;
-    fclose(f);
-}
-
 static void examples_dir(char *out, size_t cap) {
     const char *d = getenv("CORIO_EXAMPLES_DIR");
     if (d && *d) {
@@ -46,7 +38,7 @@ static void check_example_env(const char *name, const char *env) {
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s exited with status %d", name, st);
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/expected/%s.txt", CORIO_TESTS_DIR, name);
-    read_file(path, expected, sizeof expected);
+    tu_read_file(path, expected, sizeof expected);
     cr_assert_str_eq(got, expected, "%s printed:\n%s", name, got);
 }
 

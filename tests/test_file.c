@@ -73,15 +73,6 @@ static void put(const char *p, const char *s) {
     cr_assert_eq(fclose(f), 0);
 }
 
-static size_t get(const char *p, char *buf, size_t cap) {
-    FILE *f = fopen(p, "r");
-    cr_assert_not_null(f, "%s: %s", p, strerror(errno));
-    size_t n = fread(buf, 1, cap - 1, f);
-    buf[n] = 0;
-    fclose(f);
-    return n;
-}
-
 static int count_fds(void) {
     DIR *d = opendir("/proc/self/fd");
     cr_assert_not_null(d);
@@ -240,7 +231,7 @@ static void *appending(void *arg) {
     cr_assert_eq(co_file_tell(f), 14);
     cr_assert_eq(co_file_close(f), 0);
     char buf[64];
-    get(path, buf, sizeof buf);
+    tu_read_file(path, buf, sizeof buf);
     cr_assert_str_eq(buf, "0123456789abcd");
     return NULL;
 }
@@ -272,7 +263,7 @@ static void *paths(void *arg) {
     put(path, "x");
     cr_assert_eq(co_file_rename(path2, path), 0, "replaces an existing file");
     char buf[16];
-    get(path, buf, sizeof buf);
+    tu_read_file(path, buf, sizeof buf);
     cr_assert_str_eq(buf, "12345");
 
     char sub[160];
@@ -394,7 +385,7 @@ static void *write_all(void *arg) {
     cr_assert_eq(stat(path, &st), 0);
     cr_assert_eq(st.st_mode & 0777, 0640);
     char buf[64];
-    get(path, buf, sizeof buf);
+    tu_read_file(path, buf, sizeof buf);
     cr_assert_str_eq(buf, "first");
     cr_assert_str_eq(dir_list(), "a.txt", "no temporary file left");
 
@@ -405,9 +396,9 @@ static void *write_all(void *arg) {
     int old = open(path, O_RDONLY | O_CLOEXEC);
     cr_assert_geq(old, 0);
     cr_assert_eq(co_file_write_all(path, "second, longer", 14, 0600), 0);
-    get(path, buf, sizeof buf);
+    tu_read_file(path, buf, sizeof buf);
     cr_assert_str_eq(buf, "second, longer");
-    get(path2, buf, sizeof buf);
+    tu_read_file(path2, buf, sizeof buf);
     cr_assert_str_eq(buf, "first");
     ssize_t n = read(old, buf, sizeof buf - 1);
     cr_assert_eq(n, 5);
@@ -458,7 +449,7 @@ static void *write_all_fails(void *arg) {
     char *big = pattern(256 * 1024, 1);
     cr_assert_eq(co_file_write_all(path, big, 256 * 1024, 0600), -EFBIG);
     char buf[64];
-    get(path, buf, sizeof buf);
+    tu_read_file(path, buf, sizeof buf);
     cr_assert_str_eq(buf, "the old contents", "the old file is intact");
     cr_assert_str_eq(dir_list(), "a.txt", "the temporary file is gone");
 
@@ -474,7 +465,7 @@ static void *write_all_fails(void *arg) {
 
     /* a small file still fits */
     cr_assert_eq(co_file_write_all(path, "new", 3, 0600), 0);
-    get(path, buf, sizeof buf);
+    tu_read_file(path, buf, sizeof buf);
     cr_assert_str_eq(buf, "new");
     cr_assert_str_eq(dir_list(), "a.txt b.txt");
     return NULL;

@@ -106,5 +106,15 @@ static inline void tu_log(const char *fmt, ...) {
     }
 }
 
+/* A whole (small) file into buf, NUL-terminated; returns its length. */
+static inline size_t tu_read_file(const char *path, char *buf, size_t cap) {
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "%s: %s", path, strerror(errno));
+    size_t n = fread(buf, 1, cap - 1, f);
+    buf[n] = 0;
+    fclose(f);
+    return n;
+}
+
 #endif
 
