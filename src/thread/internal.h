@@ -9,6 +9,7 @@
 
 #include "../core/internal.h"
 #include "corio/thread.h"
+#include "lock.h"
 
 /* What a producer does when its future is cancelled, and how the memory
  * that embeds the future is freed. Both optional. */
@@ -35,22 +36,25 @@ typedef struct co__tsw {
 } co__tsw;
 
 /* Invariants: state only moves forward (PENDING -> RUNNING -> finished, or
- * PENDING -> finished) and is written under mu; value, err and msg are
- * written once, before state becomes final, and never change after. */
+ * PENDING -> finished). PENDING -> RUNNING is a lock-free CAS (the pool
+ * thread starting the job); every other move is made under `lock`, and a
+ * cancel moves PENDING on with a CAS so that exactly one of the two wins.
+ * value, err and msg are written once, before state becomes final, and
+ * never change after. The hot fields come first: a pool job (this plus
+ * five words) crosses between cores in two cache lines. */
 struct co_tsfuture {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;          /* threads blocked in co_tsfuture_wait */
+    co__lock lock;              /* lock.h: guards waiters and the final move */
     atomic_int state;           /* co_state */
     atomic_uint refs;
+    atomic_int nblocked;        /* threads parked in co_tsfuture_wait */
     atomic_bool cancel_req;     /* co_tsfuture_cancel on a running future */
     atomic_bool retrieved;      /* the value was handed to a reader */
-    int nblocked;               /* under mu: threads in cv */
-    void *value;
     int err;
-    char *msg;
-    void (*free_result)(void *);
-    co__list waiters;           /* under mu: co__tsw, in registration order */
+    void *value;
+    co__list waiters;           /* under lock: co__tsw, in registration order */
     const co__tsf_ops *ops;
+    void (*free_result)(void *);
+    char *msg;
 };
 
 /* Allocates `size` zeroed bytes whose start is a future, initialised with

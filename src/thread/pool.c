@@ -1,17 +1,31 @@
 /* pool.c — thread pools: co_pool_*, co_run_blocking*, co_blocking_*.
  *
- * A pool is a FIFO of jobs under one mutex, and threads that take jobs
- * from it. A job is one allocation: the future its submitter holds, the
- * function and argument, and its queue link.
+ * A pool is a lock-free ring of jobs (Vyukov's bounded multi-producer,
+ * multi-consumer queue: one CAS to submit, one CAS to take), an overflow
+ * list under the pool's mutex for when the ring is full, and threads that
+ * take jobs from them. A job is one allocation: the future its submitter
+ * holds, the function and argument.
  *
- * Waking threads costs a system call on the submitter's side, so it
- * happens only when needed: a thread that runs out of work first spins
- * for a while (CO__POOL_SPIN_NS) watching the queue length, and a
- * submission wakes a sleeping thread only when no thread is spinning. A
- * woken thread that sees more work queued wakes the next one, so a burst
- * of submissions pays for one wake-up and the pool fans out by itself. At
- * most max_spin threads spin at once (half the cores): spinning must never
- * take the CPU from threads with work.
+ * The mutex is off the fast path: submitting touches it only to wake a
+ * sleeping thread, and a thread only to go to sleep. Waking costs a system
+ * call on the submitter's side, so it happens only when needed: a thread
+ * that runs out of work first spins for a while (CO__POOL_SPIN_NS)
+ * watching the ring, and a submission wakes a sleeping thread only when no
+ * thread is spinning. A thread that takes a job and sees more queued wakes
+ * the next one, so a burst of submissions pays for one wake-up and the
+ * pool fans out by itself. At most max_spin threads spin at once (half the
+ * cores): spinning must never take the CPU from threads with work.
+ *
+ * The wake-up handshake (no lost wake-up): a submitter publishes its job,
+ * then (seq_cst) reads nsleeping; a thread going to sleep increments
+ * nsleeping (seq_cst, under mu), then looks at the queue again. One of the
+ * two sees the other; and since the sleeper holds mu from its check until
+ * pthread_cond_wait releases it, a signal sent under mu cannot fall into
+ * that gap.
+ *
+ * A job cancelled while queued stays in the ring (a ring has no middle to
+ * remove from) and is counted in ncancelled; the thread that takes it
+ * drops it without running it. co_pool_queued subtracts those.
  *
  * Threads are detached; the pool counts them and shutdown waits until the
  * count reaches zero (a thread touches the pool for the last time under
@@ -30,28 +44,49 @@
 
 #define CO__POOL_MAX 1024
 #define CO__POOL_SPIN_NS (50 * 1000)
+#define CO__POOL_RING 4096 /* power of two */
+#define CO__POOL_MASK (CO__POOL_RING - 1)
 
 struct co__job {
     co_tsfuture f;   /* first: the job is freed through it */
-    co__list qlink;  /* in pool->queue while queued (under pool->mu) */
-    bool dropped;    /* under pool->mu: shutdown took it out of the queue */
+    co__list qlink;  /* in pool->overflow while there (under pool->mu) */
     co_pool *pool;
     co_blocking_fn fn;
     void *arg;
 };
 
+/* A ring cell: seq == pos while free for the submission at position pos,
+ * pos + 1 once that job is published, pos + RING once taken (free for the
+ * lap after). */
+typedef struct co__pcell {
+    atomic_size_t seq;
+    co__job *job;
+} co__pcell;
+
 struct co_pool {
+    /* Submitters' line. tail: next position to claim. inflight:
+     * submitters between their shutdown check and their publish; shutdown
+     * waits for none before threads may leave an empty queue. */
+    _Alignas(64) atomic_size_t tail;
+    atomic_uint inflight;
+    /* Takers' line: next position to take. */
+    _Alignas(64) atomic_size_t head;
+    _Alignas(64) co__pcell *cells;
+    atomic_size_t noverflow;  /* jobs in overflow; written under mu */
+    atomic_size_t ncancelled; /* queued jobs cancelled, not taken yet */
+    atomic_int nsleeping;     /* threads in work_cv; changed under mu */
+    atomic_int nspinning;
+    atomic_bool shutdown;     /* set once, under mu */
+    atomic_bool drop_queued;  /* CO_POOL_CANCEL_QUEUED: takers cancel what they take */
+    atomic_bool shrinking;    /* nthreads > target; under mu, read racily after jobs */
     pthread_mutex_t mu;
     pthread_cond_t work_cv;   /* idle threads sleep here */
     pthread_cond_t exit_cv;   /* shutdown waits here for threads to exit */
-    co__list queue;           /* co__job, FIFO */
-    atomic_size_t nqueued;    /* written under mu; read by spinners without it */
-    size_t target;            /* threads wanted */
-    size_t nthreads;          /* threads alive */
-    size_t nsleeping;         /* threads in work_cv */
-    atomic_int nspinning;
+    co__list overflow;        /* under mu: co__job, FIFO, after the ring's */
+    size_t target;            /* under mu: threads wanted */
+    size_t nthreads;          /* under mu: threads alive */
+    int wake_tokens;          /* under mu: signals sent to wake a spinner, not yet taken */
     int max_spin;
-    bool shutdown;
     bool is_default;
 };
 
@@ -77,70 +112,293 @@ static size_t co__default_size(void) {
     return c > 4 ? (size_t)c : 4;
 }
 
+/* ---- the queue ------------------------------------------------------------------------ */
+
+/* false: the ring is full. *at: the position the job took. */
+static bool co__ring_push(co_pool *p, co__job *j, size_t *at) {
+    size_t pos = atomic_load_explicit(&p->tail, memory_order_relaxed);
+    for (;;) {
+        co__pcell *c = &p->cells[pos & CO__POOL_MASK];
+        size_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
+        intptr_t d = (intptr_t)seq - (intptr_t)pos;
+        if (d == 0) {
+            if (atomic_compare_exchange_weak_explicit(&p->tail, &pos, pos + 1, memory_order_relaxed,
+                                                      memory_order_relaxed)) {
+                c->job = j;
+                atomic_store_explicit(&c->seq, pos + 1, memory_order_release);
+                *at = pos;
+                return true;
+            }
+        } else if (d < 0) {
+            return false; /* the cell still holds the job of the lap before */
+        } else {
+            pos = atomic_load_explicit(&p->tail, memory_order_relaxed);
+        }
+    }
+}
+
+/* NULL: nothing published (a submitter may be between its claim and its
+ * publish; has_work says so). */
+static co__job *co__ring_take(co_pool *p) {
+    size_t pos = atomic_load_explicit(&p->head, memory_order_relaxed);
+    for (;;) {
+        co__pcell *c = &p->cells[pos & CO__POOL_MASK];
+        size_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
+        intptr_t d = (intptr_t)seq - (intptr_t)(pos + 1);
+        if (d == 0) {
+            if (atomic_compare_exchange_weak_explicit(&p->head, &pos, pos + 1, memory_order_relaxed,
+                                                      memory_order_relaxed)) {
+                co__job *j = c->job;
+                atomic_store_explicit(&c->seq, pos + CO__POOL_RING, memory_order_release);
+                return j;
+            }
+        } else if (d < 0) {
+            return NULL;
+        } else {
+            pos = atomic_load_explicit(&p->head, memory_order_relaxed);
+        }
+    }
+}
+
+/* Queues j; *cell: its ring cell, NULL if it went to the overflow list. */
+static void co__pool_queue(co_pool *p, co__job *j, co__pcell **cell, size_t *pos) {
+    /* Once jobs overflow, later ones follow them there until it drains,
+     * so the order stays first in, first out. */
+    if (co__likely(atomic_load_explicit(&p->noverflow, memory_order_relaxed) == 0) &&
+        co__likely(co__ring_push(p, j, pos))) {
+        *cell = &p->cells[*pos & CO__POOL_MASK];
+        return;
+    }
+    *cell = NULL;
+    pthread_mutex_lock(&p->mu);
+    co__list_append(&p->overflow, &j->qlink);
+    atomic_store_explicit(&p->noverflow, atomic_load_explicit(&p->noverflow, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static co__job *co__pool_take(co_pool *p) {
+    co__job *j = co__ring_take(p);
+    if (co__likely(j != NULL) || atomic_load_explicit(&p->noverflow, memory_order_acquire) == 0) return j;
+    /* The ring ran dry with jobs waiting in the overflow list: move the
+     * oldest into the ring, as many as fit, so that one lock serves
+     * thousands of takes. The ring holds only older jobs (submitters use
+     * it only while the list is empty), so the order is kept. */
+    pthread_mutex_lock(&p->mu);
+    size_t left = atomic_load_explicit(&p->noverflow, memory_order_relaxed);
+    co__list *n;
+    while ((n = co__list_pop_front(&p->overflow))) {
+        /* off the list first: once in the ring, another thread may run
+         * and free it */
+        size_t pos;
+        if (!co__ring_push(p, co__container_of(n, co__job, qlink), &pos)) {
+            co__list_prepend(&p->overflow, n);
+            break;
+        }
+        left--;
+    }
+    atomic_store_explicit(&p->noverflow, left, memory_order_release);
+    pthread_mutex_unlock(&p->mu);
+    return co__ring_take(p);
+}
+
+/* A job is published at the head of the ring, or waits in the overflow
+ * list. Reads the takers' own lines only, unlike has_work, which also
+ * reads the submitters' tail. */
+static bool co__pool_next_ready(co_pool *p) {
+    size_t pos = atomic_load_explicit(&p->head, memory_order_relaxed);
+    return atomic_load_explicit(&p->cells[pos & CO__POOL_MASK].seq, memory_order_relaxed) == pos + 1 ||
+           atomic_load_explicit(&p->noverflow, memory_order_relaxed) != 0;
+}
+
+/* Something is queued or about to be (a claimed cell not yet published). */
+static bool co__pool_has_work(co_pool *p) {
+    return atomic_load(&p->tail) != atomic_load(&p->head) || atomic_load(&p->noverflow) != 0;
+}
+
+/* After a publish (ordered before by a seq_cst operation): make sure a
+ * thread will look at the queue. A spinning thread will; otherwise wake a
+ * sleeping one *as a spinner*: the waker counts it in nspinning and leaves
+ * a token it takes when it wakes (Go's scheduler does the same), so the
+ * submissions that follow see a spinner and send no second, useless
+ * wake-up while the first one is still on its way. */
+static void co__pool_wake_in(co_pool *p);
+static void co__pool_wake(co_pool *p) {
+    if (atomic_load(&p->nsleeping) == 0 || atomic_load(&p->nspinning) != 0) return;
+    if (co__pool_has_work(p)) co__pool_wake_in(p);
+}
+
+/* The same after a submission, which knows its job's cell: a spinner
+ * often takes the job between its publish and this check, and waking
+ * another thread then would only make the two swap roles. (The cell is in
+ * the submitter's cache unless a taker touched it; the queue's head and
+ * tail, which has_work reads, rarely are.) */
+static void co__pool_wake_after(co_pool *p, co__pcell *c, size_t pos) {
+    if (atomic_load(&p->nsleeping) == 0) return;
+    if (c ? atomic_load(&c->seq) != pos + 1 : !co__pool_has_work(p)) return;
+    if (atomic_load(&p->nspinning) == 0) co__pool_wake_in(p);
+}
+
+static void co__pool_wake_in(co_pool *p) {
+    int zero = 0;
+    if (!atomic_compare_exchange_strong(&p->nspinning, &zero, 1)) return; /* someone spins now */
+    pthread_mutex_lock(&p->mu);
+    if (atomic_load_explicit(&p->nsleeping, memory_order_relaxed) > p->wake_tokens) {
+        p->wake_tokens++;
+        pthread_cond_signal(&p->work_cv);
+        pthread_mutex_unlock(&p->mu);
+        return;
+    }
+    pthread_mutex_unlock(&p->mu);
+    /* nobody to wake after all (it woke for another reason): give the
+     * count back, and look again, since a thread that went to sleep in
+     * between may have seen our nspinning and skipped the queue */
+    atomic_fetch_sub(&p->nspinning, 1);
+    if (co__pool_has_work(p)) co__pool_wake(p);
+}
+
+/* A job taken out of the queue that must not run: cancelled while queued,
+ * or dropped by shutdown. */
+static void co__job_drop(co__job *j) {
+    co_tsfuture_cancel(&j->f); /* counts it in ncancelled if it was pending */
+    atomic_fetch_sub_explicit(&j->pool->ncancelled, 1, memory_order_relaxed);
+    co_tsfuture_release(&j->f); /* the queue's reference */
+}
+
 /* ---- the threads ---------------------------------------------------------------- */
 
-static void co__job_run(co__job *j) {
+static bool co__pool_spin_start(co_pool *p);
+
+/* Runs j. If no job is waiting for this thread when j is done, it counts
+ * itself as spinning (if there is room) before it publishes j's outcome:
+ * a submitter that waits for that outcome sends its next job at once, and
+ * must see a thread about to look rather than wake a sleeping one (a
+ * round trip of a few microseconds, and two threads swapping places on
+ * every job). With jobs waiting it stays out of nspinning, which every
+ * submission reads: writing it on every job would bounce its line between
+ * the cores. */
+static void co__job_run(co__job *j, bool *spinning) {
     co_tsfuture *f = &j->f;
-    if (co_tsfuture_set_running(f) == 0) {
-        co__cur_job = j;
-        co__cur_fail = 0;
+    int rc = co_tsfuture_set_running(f);
+    if (co__unlikely(rc)) {
+        co__job_drop(j); /* cancelled while queued */
+        return;
+    }
+    co__cur_job = j;
+    co__cur_fail = 0;
+    co__cur_failmsg = NULL;
+    void *r = j->fn(j->arg);
+    co__cur_job = NULL;
+    if (!*spinning && !co__pool_next_ready(j->pool)) *spinning = co__pool_spin_start(j->pool);
+    if (co__cur_fail) {
+        if (r && f->free_result) f->free_result(r);
+        co__tsf_finish(f, CO_FAILED, NULL, co__cur_fail, co__cur_failmsg);
+        free(co__cur_failmsg);
         co__cur_failmsg = NULL;
-        void *r = j->fn(j->arg);
-        co__cur_job = NULL;
-        if (co__cur_fail) {
-            if (r && f->free_result) f->free_result(r);
-            co__tsf_finish(f, CO_FAILED, NULL, co__cur_fail, co__cur_failmsg);
-            free(co__cur_failmsg);
-            co__cur_failmsg = NULL;
-        } else {
-            co__tsf_finish(f, CO_DONE, r, 0, NULL);
-        }
+    } else {
+        co__tsf_finish(f, CO_DONE, r, 0, NULL);
     }
     co_tsfuture_release(f); /* the queue's reference */
 }
 
-/* mu held. Spins (mu released) while the queue stays empty; returns with
- * mu held again. */
-static void co__pool_spin(co_pool *p) {
-    if (atomic_load_explicit(&p->nspinning, memory_order_relaxed) >= p->max_spin) return;
-    atomic_fetch_add(&p->nspinning, 1);
-    pthread_mutex_unlock(&p->mu);
+/* Becomes a spinner if fewer than max_spin threads spin. */
+static bool co__pool_spin_start(co_pool *p) {
+    int n = atomic_load_explicit(&p->nspinning, memory_order_relaxed);
+    while (n < p->max_spin)
+        if (atomic_compare_exchange_weak(&p->nspinning, &n, n + 1)) return true;
+    return false;
+}
+
+/* A spinner watches the queue for up to CO__POOL_SPIN_NS; true if work
+ * showed up (it still counts as spinning: the take ends that). */
+static bool co__pool_spin(co_pool *p) {
     int64_t until = co__clock_ns() + CO__POOL_SPIN_NS;
     do {
         for (int i = 0; i < 64; i++) {
-            if (atomic_load_explicit(&p->nqueued, memory_order_relaxed)) goto out;
+            if (co__pool_has_work(p)) return true;
             co__cpu_relax();
         }
         sched_yield(); /* the submitter may share our CPU: let it run */
-    } while (co__clock_ns() < until);
-out:
-    pthread_mutex_lock(&p->mu);
+    } while (co__clock_ns() < until && !atomic_load_explicit(&p->shutdown, memory_order_relaxed));
+    return false;
+}
+
+/* The spinner stops spinning. seq_cst: a submitter that saw it spinning
+ * skipped its wake-up; the caller looks at the queue after this. */
+static void co__pool_spin_end(co_pool *p, bool *spinning) {
+    if (!*spinning) return;
+    *spinning = false;
     atomic_fetch_sub(&p->nspinning, 1);
 }
 
+/* mu held: this thread is surplus after a shrink. */
+static bool co__pool_surplus(co_pool *p) { return p->nthreads > p->target; }
+
 static void *co__pool_main(void *arg) {
     co_pool *p = arg;
-    pthread_mutex_lock(&p->mu);
+    bool spinning = false; /* counted in nspinning */
+    /* Submitters that saw this thread spinning sent no wake-up: the job it
+     * takes next may have others behind it that it must pass on, even if
+     * its spin ran out just before it took it. */
+    bool owes = false;
     for (;;) {
-        if (p->nthreads > p->target) break; /* shrinking: surplus threads leave */
-        co__list *n = co__list_pop_front(&p->queue);
-        if (n) {
-            size_t left = atomic_load_explicit(&p->nqueued, memory_order_relaxed) - 1;
-            atomic_store_explicit(&p->nqueued, left, memory_order_relaxed);
-            if (left && p->nsleeping) pthread_cond_signal(&p->work_cv); /* fan out */
-            pthread_mutex_unlock(&p->mu);
-            co__job_run(co__container_of(n, co__job, qlink));
-            pthread_mutex_lock(&p->mu);
+        co__job *j = co__pool_take(p);
+        if (j) {
+            if (spinning || owes) {
+                /* the next spinner takes over watching the queue */
+                co__pool_spin_end(p, &spinning);
+                owes = false;
+                co__pool_wake(p);
+            }
+            if (co__unlikely(atomic_load_explicit(&p->drop_queued, memory_order_relaxed))) {
+                co__job_drop(j);
+                continue;
+            }
+            co__job_run(j, &spinning);
+            if (co__unlikely(atomic_load_explicit(&p->shrinking, memory_order_relaxed))) {
+                pthread_mutex_lock(&p->mu);
+                if (co__pool_surplus(p)) break;
+                pthread_mutex_unlock(&p->mu);
+            }
             continue;
         }
-        if (p->shutdown) break;
-        co__pool_spin(p);
-        if (!co__list_empty(&p->queue) || p->shutdown) continue;
-        p->nsleeping++;
-        pthread_cond_wait(&p->work_cv, &p->mu);
-        p->nsleeping--;
+        if (co__pool_has_work(p)) { /* a claimed job not yet published */
+            sched_yield();
+            continue;
+        }
+        if (spinning || (spinning = co__pool_spin_start(p))) {
+            if (co__pool_spin(p)) continue;
+            co__pool_spin_end(p, &spinning);
+            owes = true;
+        }
+        pthread_mutex_lock(&p->mu);
+        if (co__pool_surplus(p)) break;
+        atomic_fetch_add(&p->nsleeping, 1);
+        bool idle = !co__pool_has_work(p);
+        if (idle && atomic_load(&p->shutdown)) {
+            /* leave once no submitter is still publishing (those that
+             * came later see the flag and publish nothing) */
+            if (atomic_load(&p->inflight) == 0 && !co__pool_has_work(p)) {
+                atomic_fetch_sub(&p->nsleeping, 1);
+                break;
+            }
+            idle = false;
+        }
+        if (idle) {
+            owes = false;
+            pthread_cond_wait(&p->work_cv, &p->mu);
+        }
+        atomic_fetch_sub(&p->nsleeping, 1);
+        if (p->wake_tokens) { /* woken as a spinner: nspinning counts us */
+            p->wake_tokens--;
+            spinning = true;
+        }
+        pthread_mutex_unlock(&p->mu);
     }
+    /* mu held */
+    co__pool_spin_end(p, &spinning);
     p->nthreads--;
+    if (p->nthreads <= p->target) atomic_store(&p->shrinking, false);
     pthread_cond_broadcast(&p->exit_cv);
     pthread_mutex_unlock(&p->mu);
     return NULL;
@@ -179,9 +437,24 @@ static co_pool *co__pool_create(size_t n, bool is_default) {
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->work_cv, NULL);
     pthread_cond_init(&p->exit_cv, NULL);
-    co__list_init(&p->queue);
-    atomic_init(&p->nqueued, 0);
+    p->cells = malloc(sizeof(co__pcell) * CO__POOL_RING);
+    if (!p->cells) {
+        free(p);
+        errno = ENOMEM;
+        return NULL;
+    }
+    for (size_t i = 0; i < CO__POOL_RING; i++) atomic_init(&p->cells[i].seq, i);
+    atomic_init(&p->tail, 0);
+    atomic_init(&p->head, 0);
+    atomic_init(&p->inflight, 0);
+    atomic_init(&p->noverflow, 0);
+    atomic_init(&p->ncancelled, 0);
+    atomic_init(&p->nsleeping, 0);
     atomic_init(&p->nspinning, 0);
+    atomic_init(&p->shutdown, false);
+    atomic_init(&p->drop_queued, false);
+    atomic_init(&p->shrinking, false);
+    co__list_init(&p->overflow);
     int c = co__ncores();
     p->max_spin = c > 1 ? c / 2 : 0;
     p->is_default = is_default;
@@ -194,6 +467,7 @@ static co_pool *co__pool_create(size_t n, bool is_default) {
         pthread_mutex_destroy(&p->mu);
         pthread_cond_destroy(&p->work_cv);
         pthread_cond_destroy(&p->exit_cv);
+        free(p->cells);
         free(p);
         errno = rc ? -rc : EAGAIN;
         return NULL;
@@ -232,7 +506,7 @@ int co_pool_set_default_size(size_t nthreads) {
 int co_pool_resize(co_pool *p, size_t nthreads) {
     if (!p || nthreads < 1 || nthreads > CO__POOL_MAX) return -EINVAL;
     pthread_mutex_lock(&p->mu);
-    if (p->shutdown) {
+    if (atomic_load_explicit(&p->shutdown, memory_order_relaxed)) {
         pthread_mutex_unlock(&p->mu);
         return -CO_ESHUTDOWN;
     }
@@ -241,6 +515,7 @@ int co_pool_resize(co_pool *p, size_t nthreads) {
     if (p->nthreads < nthreads) {
         rc = co__pool_grow(p);
     } else if (p->nthreads > nthreads) {
+        atomic_store(&p->shrinking, true);   /* busy ones leave after their job */
         pthread_cond_broadcast(&p->work_cv); /* idle ones see the surplus and leave */
     }
     pthread_mutex_unlock(&p->mu);
@@ -257,33 +532,35 @@ size_t co_pool_size(const co_pool *p) {
 }
 
 size_t co_pool_queued(const co_pool *p) {
-    return p ? atomic_load_explicit(&((co_pool *)p)->nqueued, memory_order_relaxed) : 0;
+    if (!p) return 0;
+    co_pool *m = (co_pool *)p;
+    /* taken before read: a job counted in ncancelled is still in the ring
+     * then, so the sum does not go below zero except in a race */
+    size_t cancelled = atomic_load(&m->ncancelled);
+    size_t head = atomic_load(&m->head);
+    size_t n = atomic_load(&m->tail) - head + atomic_load(&m->noverflow);
+    return n > cancelled ? n - cancelled : 0;
 }
 
 int co_pool_shutdown(co_pool *p, int how) {
     if (!p || (how != CO_POOL_WAIT && how != CO_POOL_CANCEL_QUEUED)) return -EINVAL;
     if (co__cur_job && co__cur_job->pool == p) return -EDEADLK;
-    co__list dropped;
-    co__list_init(&dropped);
     pthread_mutex_lock(&p->mu);
-    p->shutdown = true;
+    atomic_store(&p->shutdown, true); /* seq_cst: see co_pool_submit_ex */
+    pthread_mutex_unlock(&p->mu);
     if (how == CO_POOL_CANCEL_QUEUED) {
-        co__list *n;
-        while ((n = co__list_pop_front(&p->queue))) {
-            co__container_of(n, co__job, qlink)->dropped = true;
-            co__list_append(&dropped, n);
+        /* threads drop what they take from now on; take the rest here */
+        atomic_store(&p->drop_queued, true);
+        co__job *j;
+        while (atomic_load(&p->inflight) || co__pool_has_work(p)) {
+            if ((j = co__pool_take(p))) co__job_drop(j);
+            else sched_yield(); /* a submitter between its claim and its publish */
         }
-        atomic_store_explicit(&p->nqueued, 0, memory_order_relaxed);
     }
+    pthread_mutex_lock(&p->mu);
     pthread_cond_broadcast(&p->work_cv);
     while (p->nthreads) pthread_cond_wait(&p->exit_cv, &p->mu);
     pthread_mutex_unlock(&p->mu);
-    co__list *n;
-    while ((n = co__list_pop_front(&dropped))) {
-        co__job *j = co__container_of(n, co__job, qlink);
-        co_tsfuture_cancel(&j->f);
-        co_tsfuture_release(&j->f); /* the queue's reference */
-    }
     return 0;
 }
 
@@ -300,26 +577,17 @@ void co_pool_free(co_pool *p) {
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->work_cv);
     pthread_cond_destroy(&p->exit_cv);
+    free(p->cells);
     free(p);
 }
 
 /* ---- submitting ------------------------------------------------------------------------ */
 
-/* A queued job cancelled through its future: take it out of the queue. */
+/* A job cancelled through its future. Queued: it stays in the queue,
+ * counted as cancelled, and whoever takes it drops it (co__job_drop).
+ * Running: co_blocking_cancelled() reports it. */
 static void co__job_cancel(co_tsfuture *f, bool was_pending) {
-    if (!was_pending) return; /* running: co_blocking_cancelled() reports it */
-    co__job *j = (co__job *)f;
-    co_pool *p = j->pool;
-    pthread_mutex_lock(&p->mu);
-    bool queued = co__list_linked(&j->qlink) && !j->dropped;
-    if (queued) {
-        co__list_remove(&j->qlink);
-        atomic_store_explicit(&p->nqueued, atomic_load_explicit(&p->nqueued, memory_order_relaxed) - 1,
-                              memory_order_relaxed);
-    }
-    pthread_mutex_unlock(&p->mu);
-    /* not queued: a thread popped it and will see it cancelled */
-    if (queued) co_tsfuture_release(f);
+    if (was_pending) atomic_fetch_add_explicit(&((co__job *)f)->pool->ncancelled, 1, memory_order_relaxed);
 }
 
 static const co__tsf_ops co__job_ops = {.cancel = co__job_cancel};
@@ -334,22 +602,22 @@ co_tsfuture *co_pool_submit_ex(co_pool *p, co_blocking_fn fn, void *arg, void (*
     if (!j) return NULL;
     j->f.free_result = free_result;
     j->pool = p;
-    j->dropped = false;
     j->fn = fn;
     j->arg = arg;
-    pthread_mutex_lock(&p->mu);
-    if (co__unlikely(p->shutdown)) {
-        pthread_mutex_unlock(&p->mu);
+    /* seq_cst pair with co_pool_shutdown: either shutdown sees us in
+     * flight, and its threads wait for our publish, or we see it. */
+    atomic_fetch_add(&p->inflight, 1);
+    if (co__unlikely(atomic_load(&p->shutdown))) {
+        atomic_fetch_sub(&p->inflight, 1);
         co__tsf_discard(&j->f);
         errno = CO_ESHUTDOWN;
         return NULL;
     }
-    co__list_append(&p->queue, &j->qlink);
-    atomic_store_explicit(&p->nqueued, atomic_load_explicit(&p->nqueued, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
-    if (p->nsleeping && atomic_load_explicit(&p->nspinning, memory_order_relaxed) == 0)
-        pthread_cond_signal(&p->work_cv);
-    pthread_mutex_unlock(&p->mu);
+    co__pcell *cell;
+    size_t pos = 0;
+    co__pool_queue(p, j, &cell, &pos);
+    atomic_fetch_sub(&p->inflight, 1); /* seq_cst: orders the publish before the wake check */
+    co__pool_wake_after(p, cell, pos);
     return &j->f;
 }
 

@@ -1,8 +1,11 @@
 /* tsfuture.c — thread-safe futures (concurrent.futures.Future).
  *
- * A future has one mutex. Threads that wait block on its condition
- * variable; tasks that wait leave a record (co__tsw) on their own stack and
- * park; the thread that finishes the future takes every record off the
+ * A future has one word-sized lock (lock.h). Threads that wait block in
+ * a shared parking lot: one of CO__LOTS mutex + condition variable pairs,
+ * picked by the future's address (a future is too small and short-lived
+ * to carry its own 48-byte condition variable, and threads blocking on
+ * futures are the rare case). Tasks that wait leave a record (co__tsw) on
+ * their own stack and park; the thread that finishes the future takes every record off the
  * list under the lock, then, unlocked, posts each task's wake-up to that
  * task's loop inbox (never allocating: the record carries its inbox node)
  * and calls the done-callbacks.
@@ -21,25 +24,56 @@
 
 #include "internal.h"
 
-static int co__tsf_init(co_tsfuture *f, const co__tsf_ops *ops, unsigned refs) {
+/* ---- the parking lot for blocked threads ------------------------------------------- */
+
+#define CO__LOTS 64
+static struct co__lot {
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* CLOCK_MONOTONIC */
+} co__lots[CO__LOTS];
+static pthread_once_t co__lots_once = PTHREAD_ONCE_INIT;
+
+static void co__lots_init(void) {
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    int rc = pthread_cond_init(&f->cv, &ca);
-    pthread_condattr_destroy(&ca);
-    if (rc) return -rc;
-    rc = pthread_mutex_init(&f->mu, NULL);
-    if (rc) {
-        pthread_cond_destroy(&f->cv);
-        return -rc;
+    for (int i = 0; i < CO__LOTS; i++) {
+        pthread_mutex_init(&co__lots[i].mu, NULL);
+        pthread_cond_init(&co__lots[i].cv, &ca);
     }
+    pthread_condattr_destroy(&ca);
+}
+
+static struct co__lot *co__lot_of(const co_tsfuture *f) {
+    pthread_once(&co__lots_once, co__lots_init);
+    uintptr_t h = (uintptr_t)f >> 6;
+    return &co__lots[(h ^ (h >> 6)) % CO__LOTS];
+}
+
+/* After f's state became final (a seq_cst store): wake the threads blocked
+ * on it. They count themselves in nblocked (seq_cst) before they look at
+ * the state, under their lot's mutex, so either they saw the final state
+ * or we see them and our broadcast, under the same mutex, cannot fall
+ * between their look and their wait. */
+static void co__tsf_unpark(co_tsfuture *f) {
+    if (atomic_load(&f->nblocked) == 0) return;
+    struct co__lot *b = co__lot_of(f);
+    pthread_mutex_lock(&b->mu);
+    pthread_cond_broadcast(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+}
+
+/* ---- life ------------------------------------------------------------------------ */
+
+static void co__tsf_init(co_tsfuture *f, const co__tsf_ops *ops, unsigned refs) {
+    atomic_init(&f->lock, CO__LOCK_INIT);
     atomic_init(&f->state, CO_PENDING);
     atomic_init(&f->refs, refs);
+    atomic_init(&f->nblocked, 0);
     atomic_init(&f->cancel_req, false);
     atomic_init(&f->retrieved, false);
     co__list_init(&f->waiters);
     f->ops = ops;
-    return 0;
 }
 
 void *co__tsf_alloc(size_t size, const co__tsf_ops *ops, unsigned refs) {
@@ -48,12 +82,7 @@ void *co__tsf_alloc(size_t size, const co__tsf_ops *ops, unsigned refs) {
         errno = ENOMEM;
         return NULL;
     }
-    int rc = co__tsf_init(f, ops, refs);
-    if (rc) {
-        free(f);
-        errno = -rc;
-        return NULL;
-    }
+    co__tsf_init(f, ops, refs);
     return f;
 }
 
@@ -75,8 +104,6 @@ void co_tsfuture_release(co_tsfuture *f) {
         f->free_result && !atomic_load_explicit(&f->retrieved, memory_order_relaxed))
         f->free_result(f->value);
     free(f->msg);
-    pthread_mutex_destroy(&f->mu);
-    pthread_cond_destroy(&f->cv);
     if (f->ops && f->ops->free) f->ops->free(f);
     else free(f);
 }
@@ -120,19 +147,19 @@ static void co__tsf_fire(co_tsfuture *f, co__list *ws) {
 int co__tsf_finish(co_tsfuture *f, int state, void *value, int err, const char *msg) {
     char *m = msg ? strdup(msg) : NULL;
     co__list ws;
-    pthread_mutex_lock(&f->mu);
+    co__lock_acquire(&f->lock);
     if (atomic_load_explicit(&f->state, memory_order_relaxed) >= CO_DONE) {
-        pthread_mutex_unlock(&f->mu);
+        co__lock_release(&f->lock);
         free(m);
         return -CO_EINVALSTATE;
     }
     f->value = value;
     f->err = err;
     f->msg = m;
-    atomic_store_explicit(&f->state, state, memory_order_release);
+    atomic_store(&f->state, state); /* seq_cst: see co__tsf_unpark */
     co__tsf_take_waiters(f, &ws);
-    if (f->nblocked) pthread_cond_broadcast(&f->cv);
-    pthread_mutex_unlock(&f->mu);
+    co__lock_release(&f->lock);
+    co__tsf_unpark(f);
     co__tsf_fire(f, &ws);
     return 0;
 }
@@ -149,14 +176,14 @@ int co_tsfuture_set_error(co_tsfuture *f, int err, const char *msg) {
 
 int co_tsfuture_set_running(co_tsfuture *f) {
     if (!f) return -EINVAL;
-    int rc = 0;
-    pthread_mutex_lock(&f->mu);
-    int s = atomic_load_explicit(&f->state, memory_order_relaxed);
-    if (s == CO_PENDING) atomic_store_explicit(&f->state, CO_RUNNING, memory_order_relaxed);
-    else if (s == CO_CANCELLED) rc = -ECANCELED;
-    else if (s != CO_RUNNING) rc = -CO_EINVALSTATE;
-    pthread_mutex_unlock(&f->mu);
-    return rc;
+    /* one CAS, no lock: a cancel moves PENDING on under the lock with
+     * a CAS too, so exactly one of the two wins */
+    int s = CO_PENDING;
+    if (atomic_compare_exchange_strong_explicit(&f->state, &s, CO_RUNNING, memory_order_acquire,
+                                                memory_order_acquire) ||
+        s == CO_RUNNING)
+        return 0;
+    return s == CO_CANCELLED ? -ECANCELED : -CO_EINVALSTATE;
 }
 
 void co_tsfuture_set_free_result(co_tsfuture *f, void (*free_result)(void *)) {
@@ -166,20 +193,20 @@ void co_tsfuture_set_free_result(co_tsfuture *f, void (*free_result)(void *)) {
 int co_tsfuture_cancel(co_tsfuture *f) {
     if (!f) return -EINVAL;
     co__list ws;
-    pthread_mutex_lock(&f->mu);
-    int s = atomic_load_explicit(&f->state, memory_order_relaxed);
-    if (s == CO_PENDING) {
-        f->err = -ECANCELED;
-        atomic_store_explicit(&f->state, CO_CANCELLED, memory_order_release);
+    co__lock_acquire(&f->lock);
+    int s = CO_PENDING;
+    /* err first: readers look at it only once the state is final */
+    if (atomic_load_explicit(&f->state, memory_order_relaxed) == CO_PENDING) f->err = -ECANCELED;
+    if (atomic_compare_exchange_strong(&f->state, &s, CO_CANCELLED)) { /* seq_cst: co__tsf_unpark */
         co__tsf_take_waiters(f, &ws);
-        if (f->nblocked) pthread_cond_broadcast(&f->cv);
-        pthread_mutex_unlock(&f->mu);
+        co__lock_release(&f->lock);
+        co__tsf_unpark(f);
         if (f->ops && f->ops->cancel) f->ops->cancel(f, true);
         co__tsf_fire(f, &ws);
         return 1;
     }
     bool first = s == CO_RUNNING && !atomic_exchange(&f->cancel_req, true);
-    pthread_mutex_unlock(&f->mu);
+    co__lock_release(&f->lock);
     if (first && f->ops && f->ops->cancel) f->ops->cancel(f, false);
     return 0;
 }
@@ -226,13 +253,13 @@ int co_tsfuture_add_done_callback(co_tsfuture *f, co_tsfuture_cb fn, void *arg) 
     w->kind = CO__TSW_CB;
     w->cb = fn;
     w->arg = arg;
-    pthread_mutex_lock(&f->mu);
+    co__lock_acquire(&f->lock);
     if (atomic_load_explicit(&f->state, memory_order_relaxed) < CO_DONE) {
         co__list_append(&f->waiters, &w->link);
-        pthread_mutex_unlock(&f->mu);
+        co__lock_release(&f->lock);
         return 0;
     }
-    pthread_mutex_unlock(&f->mu);
+    co__lock_release(&f->lock);
     free(w);
     fn(f, arg);
     return 0;
@@ -245,13 +272,13 @@ static int co__tsf_wait_task(co_tsfuture *f, co_task *t, double timeout, void **
     co_loop *L = t->loop;
     if (co__cancel_pending(t)) return -ECANCELED;
     co__tsw w = {.kind = CO__TSW_TASK, .task = t};
-    pthread_mutex_lock(&f->mu);
+    co__lock_acquire(&f->lock);
     if (atomic_load_explicit(&f->state, memory_order_relaxed) >= CO_DONE) {
-        pthread_mutex_unlock(&f->mu);
+        co__lock_release(&f->lock);
         return co__tsf_outcome(f, value);
     }
     co__list_append(&f->waiters, &w.link);
-    pthread_mutex_unlock(&f->mu);
+    co__lock_release(&f->lock);
 
     int64_t deadline = co__deadline_after(L, timeout);
     bool armed = false;
@@ -268,10 +295,10 @@ static int co__tsf_wait_task(co_tsfuture *f, co_task *t, double timeout, void **
     }
     if (armed) co__heap_remove(&L->timers, &t->timer);
     if (rc) {
-        pthread_mutex_lock(&f->mu);
+        co__lock_acquire(&f->lock);
         bool taken = w.taken;
         if (!taken) co__list_remove(&w.link);
-        pthread_mutex_unlock(&f->mu);
+        co__lock_release(&f->lock);
         /* taken: the wake-up is in (or entering) this loop's inbox and
          * points at w; wait for it, whatever else wakes us meanwhile */
         while (taken && !w.delivered) co__suspend(t);
@@ -280,7 +307,7 @@ static int co__tsf_wait_task(co_tsfuture *f, co_task *t, double timeout, void **
     return rc ? rc : co__tsf_outcome(f, value);
 }
 
-/* From a thread: block on the condition variable. */
+/* From a thread: block in f's parking lot (see co__tsf_unpark). */
 static int co__tsf_wait_thread(co_tsfuture *f, double timeout, void **value) {
     struct timespec until;
     bool limited = timeout >= 0 && !isinf(timeout);
@@ -290,19 +317,20 @@ static int co__tsf_wait_thread(co_tsfuture *f, double timeout, void **value) {
         until.tv_sec += (time_t)(ns / 1000000000);
         until.tv_nsec = (long)(ns % 1000000000);
     }
-    pthread_mutex_lock(&f->mu);
-    while (atomic_load_explicit(&f->state, memory_order_relaxed) < CO_DONE) {
-        f->nblocked++;
-        int rc = limited ? pthread_cond_timedwait(&f->cv, &f->mu, &until)
-                         : pthread_cond_wait(&f->cv, &f->mu);
-        f->nblocked--;
-        if (rc == ETIMEDOUT && atomic_load_explicit(&f->state, memory_order_relaxed) < CO_DONE) {
-            pthread_mutex_unlock(&f->mu);
-            return -ETIMEDOUT;
+    struct co__lot *b = co__lot_of(f);
+    int rc = 0;
+    pthread_mutex_lock(&b->mu);
+    atomic_fetch_add(&f->nblocked, 1);
+    while (atomic_load(&f->state) < CO_DONE) {
+        int e = limited ? pthread_cond_timedwait(&b->cv, &b->mu, &until) : pthread_cond_wait(&b->cv, &b->mu);
+        if (e == ETIMEDOUT && atomic_load(&f->state) < CO_DONE) {
+            rc = -ETIMEDOUT;
+            break;
         }
     }
-    pthread_mutex_unlock(&f->mu);
-    return co__tsf_outcome(f, value);
+    atomic_fetch_sub(&f->nblocked, 1);
+    pthread_mutex_unlock(&b->mu);
+    return rc ? rc : co__tsf_outcome(f, value);
 }
 
 int co_tsfuture_wait(co_tsfuture *f, double timeout, void **value) {
