@@ -231,11 +231,6 @@ typedef struct co__xq {
     atomic_bool overflow;         /* any thread: the list below is non-empty */
     atomic_bool closed;           /* any thread: pushes fail with -CO_ECLOSED */
     _Alignas(64) atomic_size_t tail; /* any thread: next position to claim */
-    /* any thread: pushes in progress. A push touches the loop after it
-     * published (the wake-up), when the loop may already have run the
-     * message, finished and be freeing itself: co__xq_fini waits for 0.
-     * On the tail's line, which a pusher owns anyway. */
-    atomic_int pushing;
     _Alignas(64) size_t head;     /* loop thread: next position to run */
     pthread_mutex_t omu;          /* guards ohead/otail */
     co__xnode *ohead, *otail;
@@ -256,6 +251,9 @@ int co__xq_push(co_loop *L, co_cb fn, void *arg, co__xnode *spare);
 size_t co__xq_drain(co_loop *L);
 /* Loop thread: is something queued? */
 bool co__xq_ready(co_loop *L);
+/* Loop thread: is something queued or claimed (a push between its claim
+ * and its publish)? What the loop checks before it sleeps. */
+bool co__xq_claimed(co_loop *L);
 /* Loop thread, spinning with nothing else to do, just saw the inbox become
  * non-empty: waits a moment (at most a few microseconds) for a batch to
  * accumulate. Draining each entry the instant it is published makes the
@@ -309,14 +307,14 @@ struct co_loop {
     co__heap timers;
     co__poll poll;
     int wakefd;               /* eventfd: wake-ups from other threads and signals */
-    /* Waking the loop (co__loop_wakeup, any thread, after publishing its
-     * message). wake_pending true means "the loop will look at its inbox
+    /* Waking the loop (co__loop_wakeup, any thread, after claiming a place
+     * for its message). wake_pending true means "the loop will look at its inbox
      * without being told": a waker that sees it does nothing; otherwise it
      * sets it and writes wakefd if the loop is sleeping. The loop keeps
      * wake_pending true while awake (it drains the inbox every turn), and
      * only before blocking clears it, sets sleeping and looks at the inbox
-     * once more (seq_cst: either the loop sees the message or the waker
-     * sees the flags). So a busy loop costs a waker one load of a line
+     * once more, claims included (seq_cst: either the loop sees the claim
+     * or the waker sees the flags). So a busy loop costs a waker one load of a line
      * that does not change, and a sleeping one one write(2). */
     _Alignas(64) atomic_bool wake_pending; /* (a line of their own: other threads
                                              read these on every push) */

@@ -307,12 +307,11 @@ static int64_t co__before_sleep(co_loop *L, int64_t timeout) {
     atomic_store(&L->wake_pending, false);
     atomic_store(&L->sleeping, true);
     atomic_thread_fence(memory_order_seq_cst);
-    /* wake_pending true again: a waker took the duty of waking us while
-     * `sleeping` was still false, so it wrote nothing. Its message may sit
-     * behind a ring cell claimed but not yet published (co__xq_ready says
-     * no), whose producer will then see wake_pending and write nothing
-     * either: sleeping now would lose both. */
-    if (co__xq_ready(L) || atomic_load(&L->wake_pending) ||
+    /* Claims count, not just published cells: a producer decides about
+     * the wake-up between its claim and its publish. wake_pending true
+     * again: a waker took the duty of waking us while `sleeping` was still
+     * false, so it wrote nothing; sleeping now would lose it. */
+    if (co__xq_claimed(L) || atomic_load(&L->wake_pending) ||
         atomic_load_explicit(&L->sigint, memory_order_relaxed)) {
         atomic_store(&L->sleeping, false);
         atomic_store(&L->wake_pending, true);

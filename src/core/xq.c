@@ -4,10 +4,18 @@
  * Pushes come from any thread; co__xq_drain and co__xq_fini run on the
  * loop's thread only.
  *
- * Cost of a push on the ring: one CAS on the tail, two plain stores, one
- * seq_cst store publishing the cell (the full barrier the wake-up check
- * needs), and a load of wake_pending that stays in the producer's cache
- * while the loop is busy: no system call, no lock.
+ * Cost of a push on the ring: one CAS on the tail (the only locked
+ * instruction, and the full barrier the wake-up check needs), a load of
+ * wake_pending that stays in the producer's cache while the loop is busy,
+ * two plain stores and a release store publishing the cell: no system
+ * call, no lock.
+ *
+ * The wake-up is decided between the claim and the publish. The loop
+ * never sleeps while a position is claimed and not yet run (it compares
+ * the tail with its head, not just the next cell), and co__xq_close waits
+ * for every claimed position, so until the publish the loop is awake or
+ * about to be, and alive; after the publish the message may run and the
+ * loop be freed, and the push touches the loop no more.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -32,7 +40,6 @@ static void co__xq_nop(void *arg) { (void)arg; }
 int co__xq_init(co__xq *q) {
     atomic_init(&q->cells, NULL);
     atomic_init(&q->tail, 0);
-    atomic_init(&q->pushing, 0);
     q->head = 0;
     atomic_init(&q->overflow, false);
     atomic_init(&q->closed, false);
@@ -54,7 +61,8 @@ static co__xcell *co__xq_cells(co__xq *q) {
 }
 
 void co__loop_wakeup(co_loop *L) {
-    /* seq_cst: ordered after the caller's publishing store (see co_loop). */
+    /* seq_cst: ordered after the caller's claim (a CAS on the tail, or the
+     * overflow flag's store; see co_loop). */
     if (atomic_load(&L->wake_pending)) return;
     if (atomic_exchange(&L->wake_pending, true)) return;
     if (atomic_load(&L->sleeping)) {
@@ -64,17 +72,7 @@ void co__loop_wakeup(co_loop *L) {
     }
 }
 
-static int co__xq_push_in(co_loop *L, co_cb fn, void *arg, co__xnode *spare);
-
 int co__xq_push(co_loop *L, co_cb fn, void *arg, co__xnode *spare) {
-    co__xq *q = &L->xq;
-    atomic_fetch_add_explicit(&q->pushing, 1, memory_order_acquire);
-    int rc = co__xq_push_in(L, fn, arg, spare);
-    atomic_fetch_sub_explicit(&q->pushing, 1, memory_order_release); /* L may be gone after this */
-    return rc;
-}
-
-static int co__xq_push_in(co_loop *L, co_cb fn, void *arg, co__xnode *spare) {
     co__xq *q = &L->xq;
     if (co__unlikely(atomic_load_explicit(&q->closed, memory_order_relaxed))) return -CO_ECLOSED;
     co__xcell *cells = co__xq_cells(q);
@@ -94,10 +92,10 @@ static int co__xq_push_in(co_loop *L, co_cb fn, void *arg, co__xnode *spare) {
                         fn = co__xq_nop;
                         rc = -CO_ECLOSED;
                     }
+                    if (rc == 0) co__loop_wakeup(L); /* before the publish: see the top */
                     c->fn = fn;
                     c->arg = arg;
-                    atomic_store(&c->seq, pos + 1); /* publish; seq_cst for the wake-up */
-                    if (rc == 0) co__loop_wakeup(L);
+                    atomic_store_explicit(&c->seq, pos + 1, memory_order_release); /* L may be gone after this */
                     return rc;
                 }
             } else if (d < 0) {
@@ -128,9 +126,16 @@ static int co__xq_push_in(co_loop *L, co_cb fn, void *arg, co__xnode *spare) {
     else q->ohead = n;
     q->otail = n;
     atomic_store(&q->overflow, true);
-    pthread_mutex_unlock(&q->omu);
+    /* under the lock: the loop cannot take (and run) n before we are done
+     * with it, so it is alive */
     co__loop_wakeup(L);
+    pthread_mutex_unlock(&q->omu);
     return 0;
+}
+
+bool co__xq_claimed(co_loop *L) {
+    co__xq *q = &L->xq;
+    return atomic_load(&q->tail) != q->head || atomic_load(&q->overflow);
 }
 
 bool co__xq_ready(co_loop *L) {
@@ -220,9 +225,7 @@ void co__xq_close(co_loop *L) {
 
 void co__xq_fini(co_loop *L) {
     co__xq *q = &L->xq;
-    co__xq_close(L);
-    /* a pusher may still be in its wake-up, after the message it published ran */
-    while (atomic_load_explicit(&q->pushing, memory_order_acquire)) sched_yield();
+    co__xq_close(L); /* every claimed position ran: no push touches L any more */
     free(atomic_load(&q->cells));
     atomic_store(&q->cells, NULL);
     pthread_mutex_destroy(&q->omu);
