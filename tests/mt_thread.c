@@ -178,6 +178,109 @@ MT_TEST(pool_shutdown_wait_runs_every_queued_job) {
     co_pool_free(p);
 }
 
+/* More jobs than the ring holds (65536): the rest wait in the overflow
+ * list. One thread, held at a gate, so the order they run in is the order
+ * the pool hands them out: first in, first out across the ring and the
+ * list. Jobs cancelled in either never run, and co_pool_queued drops at
+ * once; a CANCEL_QUEUED shutdown cancels both parts. */
+#define NOVER 70000
+static gate g_over = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+static void *hold_over(void *arg) {
+    gate_meet(&g_over, 1000, 20); /* until opened */
+    return arg;
+}
+static int over_order[NOVER];
+static atomic_int over_n;
+static void *record_over(void *arg) {
+    int k = atomic_fetch_add(&over_n, 1);
+    if (k < NOVER) over_order[k] = (int)(intptr_t)arg;
+    return arg;
+}
+
+MT_TEST(pool_overflow_keeps_order_and_cancels) {
+    co_pool *p = co_pool_new(1);
+    co_tsfuture *b = co_pool_submit(p, hold_over, NULL);
+    while (co_tsfuture_state(b) != CO_RUNNING) mt_sleep(0.001);
+    static co_tsfuture *fs[NOVER];
+    for (int i = 0; i < NOVER; i++) MT_CHECK((fs[i] = co_pool_submit(p, record_over, (void *)(intptr_t)i)) != NULL);
+    MT_EQ(co_pool_queued(p), NOVER);
+    int ncancel = 0;
+    for (int i = 0; i < NOVER; i += 7, ncancel++) MT_EQ(co_tsfuture_cancel(fs[i]), 1);
+    MT_EQ(co_pool_queued(p), NOVER - ncancel); /* cancelled ones stop counting at once */
+    gate_open(&g_over);
+    for (int i = 0; i < NOVER; i++) {
+        void *v = NULL;
+        int rc = co_tsfuture_wait(fs[i], 10, &v);
+        if (i % 7 == 0) MT_EQ(rc, -ECANCELED);
+        else MT_CHECK(rc == 0 && v == (void *)(intptr_t)i, "job %d: %d", i, rc);
+        co_tsfuture_release(fs[i]);
+    }
+    MT_EQ(atomic_load(&over_n), NOVER - ncancel);
+    for (int k = 1; k < NOVER - ncancel; k++)
+        MT_CHECK(over_order[k] > over_order[k - 1], "job %d ran after job %d", over_order[k], over_order[k - 1]);
+    MT_EQ(co_pool_queued(p), 0);
+    co_tsfuture_release(b);
+
+    /* again, and shut down with the ring and the list both full */
+    g_over.open = 0;
+    b = co_pool_submit(p, hold_over, NULL);
+    while (co_tsfuture_state(b) != CO_RUNNING) mt_sleep(0.001);
+    atomic_store(&over_n, 0);
+    for (int i = 0; i < NOVER; i++) MT_CHECK((fs[i] = co_pool_submit(p, record_over, (void *)(intptr_t)i)) != NULL);
+    pthread_t th;
+    pthread_create(&th, NULL, opener, &g_over);
+    MT_OK(co_pool_shutdown(p, CO_POOL_CANCEL_QUEUED));
+    pthread_join(th, NULL);
+    MT_EQ(atomic_load(&over_n), 0);
+    for (int i = 0; i < NOVER; i++) {
+        MT_EQ(co_tsfuture_state(fs[i]), CO_CANCELLED);
+        co_tsfuture_release(fs[i]);
+    }
+    MT_EQ(co_pool_queued(p), 0);
+    co_tsfuture_release(b);
+    co_pool_free(p);
+}
+
+/* Submissions racing with a shutdown: each one is either refused
+ * (NULL, CO_ESHUTDOWN) or accepted and then run; none is lost, none
+ * hangs, and after the shutdown returns every accepted job has run. */
+static co_pool *g_race_pool;
+static atomic_long race_ran, race_accepted;
+static void *race_job(void *arg) {
+    atomic_fetch_add(&race_ran, 1);
+    return arg;
+}
+static void *race_submitter(void *arg) {
+    for (int i = 0; i < 100000; i++) {
+        errno = 0;
+        co_tsfuture *f = co_pool_submit(g_race_pool, race_job, NULL);
+        if (!f) {
+            MT_EQ(errno, CO_ESHUTDOWN);
+            break;
+        }
+        atomic_fetch_add(&race_accepted, 1);
+        co_tsfuture_release(f);
+    }
+    return NULL;
+}
+
+MT_TEST(submissions_racing_with_shutdown_are_run_or_refused) {
+    for (int round = 0; round < 20; round++) {
+        g_race_pool = co_pool_new(2);
+        atomic_store(&race_ran, 0);
+        atomic_store(&race_accepted, 0);
+        pthread_t th[3];
+        for (int k = 0; k < 3; k++) pthread_create(&th[k], NULL, race_submitter, NULL);
+        mt_sleep(0.001 * (round % 4));
+        MT_OK(co_pool_shutdown(g_race_pool, CO_POOL_WAIT));
+        long ran = atomic_load(&race_ran);
+        for (int k = 0; k < 3; k++) pthread_join(th[k], NULL);
+        MT_EQ(ran, atomic_load(&race_accepted)); /* everything accepted ran before shutdown returned */
+        MT_EQ(co_pool_queued(g_race_pool), 0);
+        co_pool_free(g_race_pool);
+    }
+}
+
 static co_pool *g_self_pool;
 static void *shutdown_self(void *arg) { return (void *)(intptr_t)co_pool_shutdown(g_self_pool, CO_POOL_WAIT); }
 

@@ -52,6 +52,17 @@ static inline co__list *co__list_pop_front(co__list *head) {
     return n;
 }
 
+/* Moves every node of src, in order, to the front of dst; src ends empty. */
+static inline void co__list_splice_front(co__list *dst, co__list *src) {
+    if (co__list_empty(src)) return;
+    co__list *first = src->next, *last = src->prev;
+    first->prev = dst;
+    last->next = dst->next;
+    dst->next->prev = last;
+    dst->next = first;
+    co__list_init(src);
+}
+
 #define co__list_for_each(it, head) for (co__list *it = (head)->next; it != (head); it = it->next)
 /* Safe against removal of the current node. */
 #define co__list_for_each_safe(it, tmp, head) \

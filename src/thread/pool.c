@@ -16,10 +16,11 @@
  * pool fans out by itself. At most max_spin threads spin at once (half the
  * cores): spinning must never take the CPU from threads with work.
  *
- * The wake-up handshake (no lost wake-up): a submitter publishes its job,
- * then (seq_cst) reads nsleeping; a thread going to sleep increments
- * nsleeping (seq_cst, under mu), then looks at the queue again. One of the
- * two sees the other; and since the sleeper holds mu from its check until
+ * The wake-up handshake (no lost wake-up): a submitter claims its cell
+ * (a seq_cst CAS; or appends to the overflow list under mu), then reads
+ * nsleeping; a thread going to sleep increments nsleeping (seq_cst, under
+ * mu), then looks at the queue again, claims included. One of the two
+ * sees the other; and since the sleeper holds mu from its check until
  * pthread_cond_wait releases it, a signal sent under mu cannot fall into
  * that gap.
  *
@@ -44,7 +45,11 @@
 
 #define CO__POOL_MAX 1024
 #define CO__POOL_SPIN_NS (50 * 1000)
-#define CO__POOL_RING 4096 /* power of two */
+/* Ring cells (a power of two): 16 bytes each, 1 MiB of address space,
+ * allocated zeroed and so touched only as positions are used. Bursts of
+ * up to this many queued jobs never take the overflow path (a mutex per
+ * submission). */
+#define CO__POOL_RING 65536
 #define CO__POOL_MASK (CO__POOL_RING - 1)
 
 struct co__job {
@@ -55,30 +60,32 @@ struct co__job {
     void *arg;
 };
 
-/* A ring cell: seq == pos while free for the submission at position pos,
- * pos + 1 once that job is published, pos + RING once taken (free for the
- * lap after). */
+/* A ring cell: its sequence number is pos while free for the submission
+ * at position pos, pos + 1 once that job is published, pos + RING once
+ * taken (free for the lap after). Stored minus the cell's index, so that
+ * zeroed memory is a ring ready for lap 0 (co__cell_seq/co__cell_set). */
 typedef struct co__pcell {
     atomic_size_t seq;
     co__job *job;
 } co__pcell;
 
 struct co_pool {
-    /* Submitters' line. tail: next position to claim. inflight:
-     * submitters between their shutdown check and their publish; shutdown
-     * waits for none before threads may leave an empty queue. */
+    /* Submitters' line: the next position to claim. Threads read it only
+     * on their way to sleep (a spinner watches the cell at the head), so
+     * the submitter's CAS usually finds it in its own cache. */
     _Alignas(64) atomic_size_t tail;
-    atomic_uint inflight;
     /* Takers' line: next position to take. */
     _Alignas(64) atomic_size_t head;
     _Alignas(64) co__pcell *cells;
     atomic_size_t noverflow;  /* jobs in overflow; written under mu */
-    atomic_size_t ncancelled; /* queued jobs cancelled, not taken yet */
+    atomic_size_t ncancelled; /* queued entries that are not live jobs: cancelled
+                                 ones and tombstones, not taken yet */
     atomic_int nsleeping;     /* threads in work_cv; changed under mu */
     atomic_int nspinning;
     atomic_bool shutdown;     /* set once, under mu */
     atomic_bool drop_queued;  /* CO_POOL_CANCEL_QUEUED: takers cancel what they take */
     atomic_bool shrinking;    /* nthreads > target; under mu, read racily after jobs */
+    atomic_bool refilling;    /* a thread moves overflow jobs into the ring */
     pthread_mutex_t mu;
     pthread_cond_t work_cv;   /* idle threads sleep here */
     pthread_cond_t exit_cv;   /* shutdown waits here for threads to exit */
@@ -114,23 +121,53 @@ static size_t co__default_size(void) {
 
 /* ---- the queue ------------------------------------------------------------------------ */
 
-/* false: the ring is full. *at: the position the job took. */
-static bool co__ring_push(co_pool *p, co__job *j, size_t *at) {
+static inline size_t co__cell_seq(co_pool *p, co__pcell *c, memory_order mo) {
+    return atomic_load_explicit(&c->seq, mo) + (size_t)(c - p->cells);
+}
+
+static inline void co__cell_set(co_pool *p, co__pcell *c, size_t seq, memory_order mo) {
+    atomic_store_explicit(&c->seq, seq - (size_t)(c - p->cells), mo);
+}
+
+/* What a submission that claimed a cell after shutdown began publishes
+ * instead of its job: every claimed cell gets published, and takers skip
+ * it. Counted in ncancelled while queued. */
+static co__job co__tomb;
+
+/* Shutdown and submissions meet without a lock or an in-flight count: a
+ * submission claims its cell (a seq_cst CAS), then looks at the flag; a
+ * thread leaves only after it saw the flag and then an empty queue, claims
+ * counted (has_work). Either the thread sees the claim, and waits for its
+ * publish, or the submitter sees the flag, and publishes a tombstone. */
+enum { CO__PUSHED, CO__FULL, CO__REFUSED };
+
+/* *at: the position the job took. check_shutdown false: moving jobs from
+ * the overflow list, which were accepted before. */
+static int co__ring_push(co_pool *p, co__job *j, size_t *at, bool check_shutdown) {
     size_t pos = atomic_load_explicit(&p->tail, memory_order_relaxed);
     for (;;) {
         co__pcell *c = &p->cells[pos & CO__POOL_MASK];
-        size_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
+        size_t seq = co__cell_seq(p, c, memory_order_acquire);
         intptr_t d = (intptr_t)seq - (intptr_t)pos;
         if (d == 0) {
-            if (atomic_compare_exchange_weak_explicit(&p->tail, &pos, pos + 1, memory_order_relaxed,
+            /* seq_cst: the claim is also the full barrier between this
+             * submission and the wake-up check that follows it (a
+             * thread going to sleep counts claims) */
+            if (atomic_compare_exchange_weak_explicit(&p->tail, &pos, pos + 1, memory_order_seq_cst,
                                                       memory_order_relaxed)) {
+                int rc = CO__PUSHED;
+                if (check_shutdown && co__unlikely(atomic_load(&p->shutdown))) {
+                    atomic_fetch_add_explicit(&p->ncancelled, 1, memory_order_relaxed);
+                    j = &co__tomb;
+                    rc = CO__REFUSED;
+                }
                 c->job = j;
-                atomic_store_explicit(&c->seq, pos + 1, memory_order_release);
+                co__cell_set(p, c, pos + 1, memory_order_release);
                 *at = pos;
-                return true;
+                return rc;
             }
         } else if (d < 0) {
-            return false; /* the cell still holds the job of the lap before */
+            return CO__FULL; /* the cell still holds the job of the lap before */
         } else {
             pos = atomic_load_explicit(&p->tail, memory_order_relaxed);
         }
@@ -143,13 +180,13 @@ static co__job *co__ring_take(co_pool *p) {
     size_t pos = atomic_load_explicit(&p->head, memory_order_relaxed);
     for (;;) {
         co__pcell *c = &p->cells[pos & CO__POOL_MASK];
-        size_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
+        size_t seq = co__cell_seq(p, c, memory_order_acquire);
         intptr_t d = (intptr_t)seq - (intptr_t)(pos + 1);
         if (d == 0) {
             if (atomic_compare_exchange_weak_explicit(&p->head, &pos, pos + 1, memory_order_relaxed,
                                                       memory_order_relaxed)) {
                 co__job *j = c->job;
-                atomic_store_explicit(&c->seq, pos + CO__POOL_RING, memory_order_release);
+                co__cell_set(p, c, pos + CO__POOL_RING, memory_order_release);
                 return j;
             }
         } else if (d < 0) {
@@ -160,46 +197,75 @@ static co__job *co__ring_take(co_pool *p) {
     }
 }
 
-/* Queues j; *cell: its ring cell, NULL if it went to the overflow list. */
-static void co__pool_queue(co_pool *p, co__job *j, co__pcell **cell, size_t *pos) {
+/* Queues j; *cell: its ring cell, NULL if it went to the overflow list.
+ * 0, or -CO_ESHUTDOWN (j was not queued). */
+static int co__pool_queue(co_pool *p, co__job *j, co__pcell **cell, size_t *pos) {
     /* Once jobs overflow, later ones follow them there until it drains,
      * so the order stays first in, first out. */
-    if (co__likely(atomic_load_explicit(&p->noverflow, memory_order_relaxed) == 0) &&
-        co__likely(co__ring_push(p, j, pos))) {
-        *cell = &p->cells[*pos & CO__POOL_MASK];
-        return;
+    if (co__likely(atomic_load_explicit(&p->noverflow, memory_order_relaxed) == 0)) {
+        int rc = co__ring_push(p, j, pos, true);
+        if (co__likely(rc == CO__PUSHED)) {
+            *cell = &p->cells[*pos & CO__POOL_MASK];
+            return 0;
+        }
+        if (rc == CO__REFUSED) return -CO_ESHUTDOWN;
     }
     *cell = NULL;
     pthread_mutex_lock(&p->mu);
+    if (atomic_load_explicit(&p->shutdown, memory_order_relaxed)) { /* set under mu */
+        pthread_mutex_unlock(&p->mu);
+        return -CO_ESHUTDOWN;
+    }
     co__list_append(&p->overflow, &j->qlink);
     atomic_store_explicit(&p->noverflow, atomic_load_explicit(&p->noverflow, memory_order_relaxed) + 1,
                           memory_order_relaxed);
     pthread_mutex_unlock(&p->mu);
+    return 0;
+}
+
+/* The ring ran dry with jobs waiting in the overflow list: move the
+ * oldest into the ring, as many as fit, so that thousands of takes cost
+ * one refill. One thread refills at a time (the others find the ring
+ * empty a moment longer), and it holds the mutex only to detach the list
+ * and to put back what did not fit, never while it fills the ring:
+ * submitters append to the list under the same mutex. The ring holds only
+ * older jobs (submitters use it only while noverflow is 0, and noverflow
+ * drops only once the moved jobs are in the ring), so the order is kept. */
+static void co__pool_refill(co_pool *p) {
+    if (atomic_exchange_explicit(&p->refilling, true, memory_order_acquire)) return;
+    co__list batch;
+    co__list_init(&batch);
+    pthread_mutex_lock(&p->mu);
+    co__list_splice_front(&batch, &p->overflow);
+    pthread_mutex_unlock(&p->mu);
+    size_t moved = 0, pos;
+    co__list *n;
+    while ((n = co__list_pop_front(&batch))) {
+        /* off the list first: once in the ring, another thread may run
+         * and free it */
+        if (co__ring_push(p, co__container_of(n, co__job, qlink), &pos, false) != CO__PUSHED) {
+            co__list_prepend(&batch, n);
+            break;
+        }
+        moved++;
+    }
+    pthread_mutex_lock(&p->mu);
+    co__list_splice_front(&p->overflow, &batch); /* ahead of what came meanwhile */
+    atomic_store_explicit(&p->noverflow, atomic_load_explicit(&p->noverflow, memory_order_relaxed) - moved,
+                          memory_order_release);
+    pthread_mutex_unlock(&p->mu);
+    atomic_store_explicit(&p->refilling, false, memory_order_release);
 }
 
 static co__job *co__pool_take(co_pool *p) {
-    co__job *j = co__ring_take(p);
+    co__job *j;
+    while (co__unlikely((j = co__ring_take(p)) == &co__tomb))
+        atomic_fetch_sub_explicit(&p->ncancelled, 1, memory_order_relaxed);
     if (co__likely(j != NULL) || atomic_load_explicit(&p->noverflow, memory_order_acquire) == 0) return j;
-    /* The ring ran dry with jobs waiting in the overflow list: move the
-     * oldest into the ring, as many as fit, so that one lock serves
-     * thousands of takes. The ring holds only older jobs (submitters use
-     * it only while the list is empty), so the order is kept. */
-    pthread_mutex_lock(&p->mu);
-    size_t left = atomic_load_explicit(&p->noverflow, memory_order_relaxed);
-    co__list *n;
-    while ((n = co__list_pop_front(&p->overflow))) {
-        /* off the list first: once in the ring, another thread may run
-         * and free it */
-        size_t pos;
-        if (!co__ring_push(p, co__container_of(n, co__job, qlink), &pos)) {
-            co__list_prepend(&p->overflow, n);
-            break;
-        }
-        left--;
-    }
-    atomic_store_explicit(&p->noverflow, left, memory_order_release);
-    pthread_mutex_unlock(&p->mu);
-    return co__ring_take(p);
+    co__pool_refill(p);
+    while (co__unlikely((j = co__ring_take(p)) == &co__tomb))
+        atomic_fetch_sub_explicit(&p->ncancelled, 1, memory_order_relaxed);
+    return j;
 }
 
 /* A job is published at the head of the ring, or waits in the overflow
@@ -207,7 +273,7 @@ static co__job *co__pool_take(co_pool *p) {
  * reads the submitters' tail. */
 static bool co__pool_next_ready(co_pool *p) {
     size_t pos = atomic_load_explicit(&p->head, memory_order_relaxed);
-    return atomic_load_explicit(&p->cells[pos & CO__POOL_MASK].seq, memory_order_relaxed) == pos + 1 ||
+    return co__cell_seq(p, &p->cells[pos & CO__POOL_MASK], memory_order_relaxed) == pos + 1 ||
            atomic_load_explicit(&p->noverflow, memory_order_relaxed) != 0;
 }
 
@@ -235,7 +301,7 @@ static void co__pool_wake(co_pool *p) {
  * tail, which has_work reads, rarely are.) */
 static void co__pool_wake_after(co_pool *p, co__pcell *c, size_t pos) {
     if (atomic_load(&p->nsleeping) == 0) return;
-    if (c ? atomic_load(&c->seq) != pos + 1 : !co__pool_has_work(p)) return;
+    if (c ? co__cell_seq(p, c, memory_order_seq_cst) != pos + 1 : !co__pool_has_work(p)) return;
     if (atomic_load(&p->nspinning) == 0) co__pool_wake_in(p);
 }
 
@@ -310,12 +376,14 @@ static bool co__pool_spin_start(co_pool *p) {
 }
 
 /* A spinner watches the queue for up to CO__POOL_SPIN_NS; true if work
- * showed up (it still counts as spinning: the take ends that). */
+ * showed up (it still counts as spinning: the take ends that). It watches
+ * the cell at the head, not the tail: reading the tail in a loop would
+ * take its line from the submitter before every claim. */
 static bool co__pool_spin(co_pool *p) {
     int64_t until = co__clock_ns() + CO__POOL_SPIN_NS;
     do {
         for (int i = 0; i < 64; i++) {
-            if (co__pool_has_work(p)) return true;
+            if (co__pool_next_ready(p)) return true;
             co__cpu_relax();
         }
         sched_yield(); /* the submitter may share our CPU: let it run */
@@ -362,10 +430,6 @@ static void *co__pool_main(void *arg) {
             }
             continue;
         }
-        if (co__pool_has_work(p)) { /* a claimed job not yet published */
-            sched_yield();
-            continue;
-        }
         if (spinning || (spinning = co__pool_spin_start(p))) {
             if (co__pool_spin(p)) continue;
             co__pool_spin_end(p, &spinning);
@@ -374,15 +438,14 @@ static void *co__pool_main(void *arg) {
         pthread_mutex_lock(&p->mu);
         if (co__pool_surplus(p)) break;
         atomic_fetch_add(&p->nsleeping, 1);
+        /* has_work counts a claimed job not yet published: then loop
+         * round until it is */
         bool idle = !co__pool_has_work(p);
-        if (idle && atomic_load(&p->shutdown)) {
-            /* leave once no submitter is still publishing (those that
-             * came later see the flag and publish nothing) */
-            if (atomic_load(&p->inflight) == 0 && !co__pool_has_work(p)) {
-                atomic_fetch_sub(&p->nsleeping, 1);
-                break;
-            }
-            idle = false;
+        if (idle && atomic_load(&p->shutdown) && !co__pool_has_work(p)) {
+            /* the flag, then an empty queue with no claim in it: later
+             * submissions see the flag (see co__tomb) */
+            atomic_fetch_sub(&p->nsleeping, 1);
+            break;
         }
         if (idle) {
             owes = false;
@@ -437,16 +500,14 @@ static co_pool *co__pool_create(size_t n, bool is_default) {
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->work_cv, NULL);
     pthread_cond_init(&p->exit_cv, NULL);
-    p->cells = malloc(sizeof(co__pcell) * CO__POOL_RING);
+    p->cells = calloc(CO__POOL_RING, sizeof(co__pcell));
     if (!p->cells) {
         free(p);
         errno = ENOMEM;
         return NULL;
     }
-    for (size_t i = 0; i < CO__POOL_RING; i++) atomic_init(&p->cells[i].seq, i);
     atomic_init(&p->tail, 0);
     atomic_init(&p->head, 0);
-    atomic_init(&p->inflight, 0);
     atomic_init(&p->noverflow, 0);
     atomic_init(&p->ncancelled, 0);
     atomic_init(&p->nsleeping, 0);
@@ -454,6 +515,7 @@ static co_pool *co__pool_create(size_t n, bool is_default) {
     atomic_init(&p->shutdown, false);
     atomic_init(&p->drop_queued, false);
     atomic_init(&p->shrinking, false);
+    atomic_init(&p->refilling, false);
     co__list_init(&p->overflow);
     int c = co__ncores();
     p->max_spin = c > 1 ? c / 2 : 0;
@@ -546,13 +608,13 @@ int co_pool_shutdown(co_pool *p, int how) {
     if (!p || (how != CO_POOL_WAIT && how != CO_POOL_CANCEL_QUEUED)) return -EINVAL;
     if (co__cur_job && co__cur_job->pool == p) return -EDEADLK;
     pthread_mutex_lock(&p->mu);
-    atomic_store(&p->shutdown, true); /* seq_cst: see co_pool_submit_ex */
+    atomic_store(&p->shutdown, true); /* seq_cst: see co__tomb */
     pthread_mutex_unlock(&p->mu);
     if (how == CO_POOL_CANCEL_QUEUED) {
         /* threads drop what they take from now on; take the rest here */
         atomic_store(&p->drop_queued, true);
         co__job *j;
-        while (atomic_load(&p->inflight) || co__pool_has_work(p)) {
+        while (co__pool_has_work(p)) {
             if ((j = co__pool_take(p))) co__job_drop(j);
             else sched_yield(); /* a submitter between its claim and its publish */
         }
@@ -604,19 +666,13 @@ co_tsfuture *co_pool_submit_ex(co_pool *p, co_blocking_fn fn, void *arg, void (*
     j->pool = p;
     j->fn = fn;
     j->arg = arg;
-    /* seq_cst pair with co_pool_shutdown: either shutdown sees us in
-     * flight, and its threads wait for our publish, or we see it. */
-    atomic_fetch_add(&p->inflight, 1);
-    if (co__unlikely(atomic_load(&p->shutdown))) {
-        atomic_fetch_sub(&p->inflight, 1);
+    co__pcell *cell;
+    size_t pos = 0;
+    if (co__unlikely(co__pool_queue(p, j, &cell, &pos) < 0)) {
         co__tsf_discard(&j->f);
         errno = CO_ESHUTDOWN;
         return NULL;
     }
-    co__pcell *cell;
-    size_t pos = 0;
-    co__pool_queue(p, j, &cell, &pos);
-    atomic_fetch_sub(&p->inflight, 1); /* seq_cst: orders the publish before the wake check */
     co__pool_wake_after(p, cell, pos);
     return &j->f;
 }
