@@ -5,10 +5,10 @@
  * picked by the future's address (a future is too small and short-lived
  * to carry its own 48-byte condition variable, and threads blocking on
  * futures are the rare case). Tasks that wait leave a record (co__tsw) on
- * their own stack and park; the thread that finishes the future takes every record off the
- * list under the lock, then, unlocked, posts each task's wake-up to that
- * task's loop inbox (never allocating: the record carries its inbox node)
- * and calls the done-callbacks.
+ * their own stack and park; the thread that finishes the future takes
+ * every record off the list under the lock, then, unlocked, posts each
+ * task's wake-up to that task's loop inbox (never allocating: the record
+ * carries its inbox node) and calls the done-callbacks.
  *
  * A task that stops waiting (cancelled, timed out) takes its record back
  * under the lock; if the finisher took it first, the wake-up is already on
