@@ -312,3 +312,43 @@ MT_TEST(tasks_on_loops_in_two_threads_apply_at_once) {
     }
     co_procpool_free(task_pool);
 }
+
+/* imap_unordered's outcomes reach the iterator from the pool's manager
+ * thread (done-callbacks) while the caller waits, and after it freed the
+ * iterator: two threads each drain one, a third frees one half-way. */
+static co_procpool *g_ip;
+static void *imap_drainer(void *arg) {
+    long xs[60];
+    co_procpool_buf in[60];
+    for (long i = 0; i < 60; i++) xs[i] = i - 30, in[i] = (co_procpool_buf){&xs[i], sizeof xs[i]};
+    co_procpool_iter *it = co_procpool_imap(g_ip, "cube", in, 60, 4, -1, CO_PROCPOOL_UNORDERED);
+    MT_CHECK(it != NULL);
+    bool seen[60] = {0};
+    size_t k = 0, idx;
+    co_procpool_result r;
+    int rc;
+    while ((rc = co_procpool_iter_next(it, -1, &idx, &r)) == 0) {
+        MT_CHECK(idx < 60 && !seen[idx]);
+        seen[idx] = true;
+        MT_EQ(r.err, 0);
+        MT_EQ(*(long *)r.data, xs[idx] * xs[idx] * xs[idx]);
+        co_procpool_result_clear(&r, 1);
+        if (arg && ++k == 10) break; /* the quitter */
+        k += !arg;
+    }
+    if (!arg) {
+        MT_EQ(rc, 1);
+        MT_EQ(k, 60);
+    }
+    co_procpool_iter_free(it);
+    return NULL;
+}
+
+MT_TEST(imap_unordered_from_threads) {
+    g_ip = co_procpool_new(3);
+    MT_CHECK(g_ip != NULL);
+    pthread_t th[3];
+    for (intptr_t k = 0; k < 3; k++) pthread_create(&th[k], NULL, imap_drainer, (void *)(intptr_t)(k == 2));
+    for (int k = 0; k < 3; k++) pthread_join(th[k], NULL);
+    co_procpool_free(g_ip);
+}

@@ -8,6 +8,7 @@
  * below are registered with CO_PROCPOOL_FN, one is found by dlsym. */
 #include "testutil.h"
 
+#include <fcntl.h>
 #include <math.h>
 #include <signal.h>
 #include <time.h>
@@ -53,6 +54,19 @@ static int nap(const void *in, size_t inlen, void **out, size_t *outlen) {
     return put(out, outlen, &pid, sizeof pid);
 }
 CO_PROCPOOL_FN(nap)
+
+/* sleeps 100 ms, then appends a byte to the file named by the input */
+static int nap_mark(const void *in, size_t inlen, void **out, size_t *outlen) {
+    char path[256];
+    snprintf(path, sizeof path, "%.*s", (int)inlen, (const char *)in);
+    sleep_ms(100);
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT, 0600);
+    if (fd < 0) return co_procpool_fail(-errno, "open %s", path);
+    ssize_t w = write(fd, "x", 1);
+    close(fd);
+    return w == 1 ? 0 : -EIO;
+}
+CO_PROCPOOL_FN(nap_mark)
 
 /* A real fault: a store to address 8 (not NULL, which UBSan would catch
  * first and turn into an abort). */
@@ -542,4 +556,198 @@ Test(procpool, map_from_a_task) {
     cr_assert_eq((long)(intptr_t)v, 0 + 1 + 4 + 9 + 16 + 25 + 36 + 49);
     tu_close(L);
     co_procpool_free(task_pool);
+}
+
+/* ---- imap / imap_unordered -------------------------------------------------------------------- */
+
+/* Drains it: every outcome once, then 1 (and 1 again). Stores each
+ * item's square or error by index; returns the indices in yield order. */
+static void drain(co_procpool_iter *it, size_t n, long *vals, int *errs, size_t *order) {
+    for (size_t k = 0; k < n; k++) {
+        co_procpool_result r;
+        size_t idx = (size_t)-1;
+        int rc = co_procpool_iter_next(it, -1, &idx, &r);
+        cr_assert_eq(rc, 0, "outcome %zu: %s", k, co_err_name(rc));
+        cr_assert_lt(idx, n);
+        cr_assert_eq(errs[idx], 1, "index %zu handed out twice", idx);
+        errs[idx] = r.err;
+        vals[idx] = r.err == 0 && r.len == sizeof(long) ? *(long *)r.data : -1;
+        if (order) order[k] = idx;
+        co_procpool_result_clear(&r, 1);
+    }
+    co_procpool_result r;
+    cr_assert_eq(co_procpool_iter_next(it, -1, NULL, &r), 1, "exhausted");
+    cr_assert_eq(co_procpool_iter_next(it, 0, NULL, &r), 1, "still exhausted");
+}
+
+Test(procpool, imap_hands_out_results_in_input_order) {
+    co_procpool *p = pool(3);
+    long xs[40], vals[40];
+    int errs[40];
+    size_t order[40];
+    co_procpool_buf in[40];
+    map_inputs(xs, in, 40);
+    size_t chunks[] = {0, 1, 7, 40};
+    for (size_t c = 0; c < 4; c++) {
+        for (int i = 0; i < 40; i++) errs[i] = 1;
+        co_procpool_iter *it = co_procpool_imap(p, "square_but_13", in, 40, chunks[c], -1, 0);
+        cr_assert_not_null(it, "%s", strerror(errno));
+        drain(it, 40, vals, errs, order);
+        for (size_t i = 0; i < 40; i++) {
+            cr_assert_eq(order[i], i, "chunksize %zu: position %zu holds input %zu", chunks[c], i, order[i]);
+            if (i == 13) cr_assert_eq(errs[i], -CO_EWORKER, "the crash fails its own item");
+            else if (chunks[c] > 1 && i / chunks[c] == 13 / chunks[c] && i > 13)
+                cr_assert_eq(errs[i], -CO_EWORKER, "the rest of the crashed chunk");
+            else cr_assert(errs[i] == 0 && vals[i] == (long)(i * i), "chunksize %zu item %zu: %d %ld", chunks[c], i, errs[i], vals[i]);
+        }
+        co_procpool_iter_free(it);
+    }
+    co_procpool_free(p);
+}
+
+Test(procpool, imap_unordered_hands_out_results_as_they_finish) {
+    co_procpool *p = pool(3);
+    long ms[3] = {900, 10, 400}; /* finish 1, 2, 0 */
+    co_procpool_buf in[3];
+    for (int i = 0; i < 3; i++) in[i] = (co_procpool_buf){&ms[i], sizeof ms[i]};
+    co_procpool_iter *it = co_procpool_imap(p, "nap", in, 3, 0, -1, CO_PROCPOOL_UNORDERED);
+    cr_assert_not_null(it, "%s", strerror(errno));
+    long vals[3];
+    int errs[3] = {1, 1, 1};
+    size_t order[3];
+    drain(it, 3, vals, errs, order);
+    cr_assert(order[0] == 1 && order[1] == 2 && order[2] == 0, "order %zu %zu %zu", order[0], order[1], order[2]);
+    for (int i = 0; i < 3; i++) cr_assert_eq(errs[i], 0);
+    co_procpool_iter_free(it);
+
+    /* ordered, the same jobs: the first outcome waits for the slowest */
+    double t0 = now();
+    it = co_procpool_imap(p, "nap", in, 3, 0, -1, 0);
+    co_procpool_result r;
+    size_t idx;
+    cr_assert_eq(co_procpool_iter_next(it, -1, &idx, &r), 0);
+    cr_assert_eq(idx, 0);
+    cr_assert_geq(now() - t0, 0.85);
+    co_procpool_result_clear(&r, 1);
+    co_procpool_iter_free(it); /* two outcomes never handed out: freed */
+    co_procpool_free(p);
+}
+
+Test(procpool, imap_next_times_out_and_goes_on) {
+    co_procpool *p = pool(1);
+    long ms = 300;
+    co_procpool_buf in = {&ms, sizeof ms};
+    for (int flags = 0; flags <= CO_PROCPOOL_UNORDERED; flags++) {
+        co_procpool_iter *it = co_procpool_imap(p, "nap", &in, 1, 0, -1, flags);
+        cr_assert_not_null(it);
+        co_procpool_result r;
+        size_t idx = 7;
+        cr_assert_eq(co_procpool_iter_next(it, 0.02, &idx, &r), -ETIMEDOUT, "flags %d", flags);
+        cr_assert_eq(idx, 7, "nothing handed out");
+        cr_assert_eq(co_procpool_iter_next(it, -1, &idx, &r), 0);
+        cr_assert(idx == 0 && r.err == 0, "%s", r.msg);
+        co_procpool_result_clear(&r, 1);
+        cr_assert_eq(co_procpool_iter_next(it, -1, &idx, &r), 1);
+        co_procpool_iter_free(it);
+    }
+    co_procpool_free(p);
+}
+
+Test(procpool, imap_freed_early_drops_the_rest) {
+    co_procpool *p = pool(2);
+    char path[64];
+    for (int flags = 0; flags <= CO_PROCPOOL_UNORDERED; flags++) {
+        snprintf(path, sizeof path, "/tmp/corio-imap-%d-%d", (int)getpid(), flags);
+        unlink(path);
+        co_procpool_buf in[20];
+        for (int i = 0; i < 20; i++) in[i] = (co_procpool_buf){path, strlen(path)};
+        co_procpool_iter *it = co_procpool_imap(p, "nap_mark", in, 20, 0, -1, flags);
+        cr_assert_not_null(it);
+        co_procpool_result r;
+        cr_assert_eq(co_procpool_iter_next(it, -1, NULL, &r), 0);
+        cr_assert_eq(r.err, 0, "%s", r.msg);
+        co_procpool_iter_free(it);
+        /* two applies of the same job behind whatever still ran: once
+         * they are done, nothing of the iterator's is left to run */
+        cr_assert_eq(co_procpool_apply(p, "nap_mark", path, strlen(path), -1, &r), 0, "%s", r.msg);
+        cr_assert_eq(co_procpool_apply(p, "nap_mark", path, strlen(path), -1, &r), 0, "%s", r.msg);
+        char marks[64];
+        size_t len = tu_read_file(path, marks, sizeof marks);
+        unlink(path);
+        /* handed out 1, at most 2 running and 2 more taken meanwhile, plus
+         * the 2 applies: the other ~14 of the 20 were dropped */
+        cr_assert_leq(len, 7, "flags %d: %zu jobs ran of 20 + 2", flags, len);
+        cr_assert_geq(len, 3);
+    }
+    co_procpool_free(p);
+}
+
+Test(procpool, imap_bad_arguments) {
+    co_procpool *p = pool(1);
+    long x = 1;
+    co_procpool_buf in = {&x, sizeof x};
+    errno = 0;
+    cr_assert_null(co_procpool_imap(p, "square", &in, 1, 0, -1, 4));
+    cr_assert_eq(errno, EINVAL);
+    cr_assert_null(co_procpool_imap(p, "nope", &in, 1, 0, -1, 0));
+    cr_assert_eq(errno, ENOENT);
+    cr_assert_null(co_procpool_imap(NULL, "square", &in, 1, 0, -1, 0));
+    cr_assert_eq(errno, EINVAL);
+    co_procpool_result r;
+    cr_assert_eq(co_procpool_iter_next(NULL, -1, NULL, &r), -EINVAL);
+    co_procpool_iter *it = co_procpool_imap(p, "square", NULL, 0, 0, -1, CO_PROCPOOL_UNORDERED);
+    cr_assert_not_null(it, "nothing to do is fine");
+    cr_assert_eq(co_procpool_iter_next(it, -1, NULL, &r), 1);
+    co_procpool_iter_free(it);
+    co_procpool_iter_free(NULL);
+    co_procpool_free(p);
+}
+
+/* From a task: next suspends only the task (a ticker keeps running), and
+ * a cancelled wait leaves the iterator usable. */
+static co_procpool_iter *g_it;
+static int imap_ticks;
+static void *imap_ticker(void *arg) {
+    for (;;) {
+        if (co_sleep(0.01) < 0) return NULL;
+        imap_ticks++;
+    }
+}
+static void *imap_next_task(void *arg) {
+    co_procpool_result r;
+    size_t idx;
+    int rc = co_procpool_iter_next(g_it, -1, &idx, &r);
+    if (rc == 0) co_procpool_result_clear(&r, 1);
+    return (void *)(intptr_t)rc;
+}
+static void *imap_main(void *arg) {
+    co_task *tick = co_spawn(imap_ticker, NULL);
+    cr_assert_eq(tu_cancel_after(imap_next_task, NULL, 0.1), -ECANCELED);
+    int before = imap_ticks;
+    cr_assert_geq(before, 3, "the loop kept running: %d ticks", before);
+    for (int k = 0; k < 2; k++) {
+        co_task *t = co_spawn(imap_next_task, NULL);
+        void *v;
+        cr_assert_eq(co_join(t, &v), 0);
+        cr_assert_eq((intptr_t)v, 0, "outcome %d: %s", k, co_err_name((int)(intptr_t)v));
+        co_task_release(t);
+    }
+    cr_assert_eq((intptr_t)imap_next_task(NULL), 1);
+    co_cancel(tick, NULL);
+    co_join(tick, NULL);
+    co_task_release(tick);
+    return NULL;
+}
+
+Test(procpool, imap_from_a_task) {
+    co_procpool *p = pool(2);
+    long ms[2] = {400, 300};
+    co_procpool_buf in[2] = {{&ms[0], sizeof ms[0]}, {&ms[1], sizeof ms[1]}};
+    g_it = co_procpool_imap(p, "nap", in, 2, 0, -1, CO_PROCPOOL_UNORDERED);
+    cr_assert_not_null(g_it);
+    co_loop *L = tu_loop_opts(false, false, 0);
+    cr_assert_eq(tu_run(L, imap_main, NULL, NULL), 0);
+    tu_close(L);
+    co_procpool_iter_free(g_it);
+    co_procpool_free(p);
 }

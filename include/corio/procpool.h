@@ -25,6 +25,8 @@
  *   pool.apply(f, (x,))        co_procpool_apply
  *   pool.apply_async(f, (x,))  co_procpool_submit (a co_tsfuture)
  *   pool.map(f, xs, chunk)     co_procpool_map
+ *   pool.imap(f, xs, chunk)    co_procpool_imap + co_procpool_iter_next
+ *   pool.imap_unordered(...)   co_procpool_imap(..., CO_PROCPOOL_UNORDERED)
  *   close / terminate / join   co_procpool_close / _terminate / _join
  *
  * Threads: every function may be called from any thread and from many at
@@ -157,6 +159,36 @@ CO_API int co_procpool_apply(co_procpool *p, const char *fn_name, const void *in
 CO_API int co_procpool_map(co_procpool *p, const char *fn_name, const co_procpool_buf *inputs,
                            size_t n, size_t chunksize, double timeout,
                            co_procpool_result *results);
+
+/* imap / imap_unordered: queues fn_name on every input, chunksize inputs
+ * per job (0: 1, Python's default), and returns an iterator that hands out
+ * the outcomes one at a time as they come: in input order, or with
+ * CO_PROCPOOL_UNORDERED in the order the chunks finish. The inputs are
+ * copied; timeout applies to each item. Unlike map, the caller can start
+ * on the first results while the rest still run, and nothing holds all n
+ * results at once. NULL with errno as co_procpool_submit, EINVAL (unknown
+ * flags); nothing is queued then. One thread or task uses an iterator at
+ * a time; free it with co_procpool_iter_free. */
+#define CO_PROCPOOL_UNORDERED 1
+typedef struct co_procpool_iter co_procpool_iter;
+CO_API co_procpool_iter *co_procpool_imap(co_procpool *p, const char *fn_name,
+                                          const co_procpool_buf *inputs, size_t n,
+                                          size_t chunksize, double timeout, int flags);
+/* Waits (a thread blocks, a task suspends) for the next outcome, at most
+ * timeout seconds (< 0: no limit), and fills *r (as co_procpool_apply
+ * does: r->err is the item's own outcome, its data is the caller's) and
+ * *index (the input it belongs to; may be NULL). Returns
+ *   0            *r and *index are set: look at r->err
+ *   1            every outcome was handed out
+ *   -ETIMEDOUT   none came within timeout (the jobs go on; call again)
+ *   -ECANCELED   the waiting task was cancelled (the iterator stays usable)
+ *   -EINVAL, -ENOMEM */
+CO_API int co_procpool_iter_next(co_procpool_iter *it, double timeout, size_t *index,
+                                 co_procpool_result *r);
+/* Frees the iterator: jobs not yet started are dropped, running ones'
+ * results are thrown away when they come, outcomes not handed out are
+ * freed. NULL: no-op. */
+CO_API void co_procpool_iter_free(co_procpool_iter *it);
 
 /* Frees the data of n results and zeroes them (NULL or n = 0: nothing). */
 CO_API void co_procpool_result_clear(co_procpool_result *r, size_t n);

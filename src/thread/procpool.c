@@ -29,6 +29,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -819,34 +820,36 @@ int co_procpool_apply(co_procpool *p, const char *fn_name, const void *in, size_
     return rc;
 }
 
-int co_procpool_map(co_procpool *p, const char *fn_name, const co_procpool_buf *inputs, size_t n,
-                    size_t chunksize, double timeout, co_procpool_result *results) {
-    if (n && !results) return -EINVAL;
-    for (size_t i = 0; i < n; i++) memset(&results[i], 0, sizeof results[i]);
-    char msg[200];
-    int err = check_args(p, fn_name, inputs, n, timeout, msg, sizeof msg);
-    if (err == 0 && n == 0) return 0;
-    size_t nchunks = 0;
-    co_tsfuture **fs = NULL;
-    if (err == 0) {
-        if (chunksize == 0) { /* multiprocessing's default: about 4 chunks per worker */
-            chunksize = n / (4 * p->n) + (n % (4 * p->n) != 0);
-        }
-        if (chunksize > UINT32_MAX) chunksize = UINT32_MAX;
-        nchunks = n / chunksize + (n % chunksize != 0);
-        if (!(fs = calloc(nchunks, sizeof *fs))) err = -ENOMEM, snprintf(msg, sizeof msg, "out of memory");
+/* Queues inputs[0..n) as chunks of chunksize (0: `dflt_chunk`) and
+ * stores their futures (the caller's references) in *fsp, their count in
+ * *nchunksp and the chunk size used in *chunkp. 0, or an error with msg
+ * and nothing left queued. */
+static int queue_chunks(co_procpool *p, const char *fn_name, const co_procpool_buf *inputs, size_t n,
+                        size_t chunksize, size_t dflt_chunk, double timeout, co_tsfuture ***fsp,
+                        size_t *nchunksp, size_t *chunkp, char *msg, size_t cap) {
+    *fsp = NULL;
+    *nchunksp = 0;
+    int err = check_args(p, fn_name, inputs, n, timeout, msg, cap);
+    if (err || n == 0) return err;
+    if (chunksize == 0) chunksize = dflt_chunk;
+    if (chunksize > UINT32_MAX) chunksize = UINT32_MAX;
+    size_t nchunks = n / chunksize + (n % chunksize != 0);
+    co_tsfuture **fs = calloc(nchunks, sizeof *fs);
+    if (!fs) {
+        snprintf(msg, cap, "out of memory");
+        return -ENOMEM;
     }
     size_t made = 0;
     for (; err == 0 && made < nchunks; made++) {
         size_t first = made * chunksize, k = n - first < chunksize ? n - first : chunksize;
         pp_job *j = job_new(fn_name, inputs + first, k, timeout, true, first, &err);
         if (!j) {
-            snprintf(msg, sizeof msg, "out of memory");
+            snprintf(msg, cap, "out of memory");
             break;
         }
         fs[made] = co_tsfuture_retain(j->f);
         if ((err = enqueue(p, j)) < 0) {
-            snprintf(msg, sizeof msg, "%s", shutdown_msg);
+            snprintf(msg, cap, "%s", shutdown_msg);
             co_tsfuture_release(fs[made]);
             job_free_unqueued(j);
             break;
@@ -858,12 +861,40 @@ int co_procpool_map(co_procpool *p, const char *fn_name, const co_procpool_buf *
             co_tsfuture_release(fs[c]);
         }
         free(fs);
+        return err;
+    }
+    *fsp = fs;
+    *nchunksp = nchunks;
+    *chunkp = chunksize;
+    return 0;
+}
+
+/* A chunk's future finished without outcomes (cancelled, or failed as a
+ * whole): the error and message each of its items gets. */
+static int chunk_error(co_tsfuture *f, int rc, bool cancelled, char *msg, size_t cap) {
+    const char *m = co_tsfuture_done(f) ? co_tsfuture_message(f) : NULL;
+    snprintf(msg, cap, "%s", m ? m : cancelled ? "cancelled while waiting" : co_strerror(rc));
+    return rc;
+}
+
+int co_procpool_map(co_procpool *p, const char *fn_name, const co_procpool_buf *inputs, size_t n,
+                    size_t chunksize, double timeout, co_procpool_result *results) {
+    if (n && !results) return -EINVAL;
+    for (size_t i = 0; i < n; i++) memset(&results[i], 0, sizeof results[i]);
+    char msg[200];
+    co_tsfuture **fs;
+    size_t nchunks, chunk = 1;
+    /* multiprocessing's default: about 4 chunks per worker */
+    size_t dflt = p && n ? n / (4 * p->n) + (n % (4 * p->n) != 0) : 1;
+    int err = queue_chunks(p, fn_name, inputs, n, chunksize, dflt, timeout, &fs, &nchunks, &chunk, msg,
+                           sizeof msg);
+    if (err) {
         for (size_t i = 0; i < n; i++) set_msg(&results[i], err, "%s", msg);
         return err;
     }
     bool cancelled = false;
     for (size_t c = 0; c < nchunks; c++) {
-        size_t first = c * chunksize, k = n - first < chunksize ? n - first : chunksize;
+        size_t first = c * chunk, k = n - first < chunk ? n - first : chunk;
         void *v = NULL;
         int rc = cancelled ? -ECANCELED : co_tsfuture_wait(fs[c], -1, &v);
         if (rc == 0) {
@@ -875,9 +906,8 @@ int co_procpool_map(co_procpool *p, const char *fn_name, const co_procpool_buf *
              * thrown away when it comes if running */
             if (rc == -ECANCELED && !co_tsfuture_done(fs[c])) cancelled = true;
             co_tsfuture_cancel(fs[c]);
-            const char *m = co_tsfuture_done(fs[c]) ? co_tsfuture_message(fs[c]) : NULL;
-            for (size_t i = first; i < first + k; i++)
-                set_msg(&results[i], rc, "%s", m ? m : cancelled ? "cancelled while waiting" : co_strerror(rc));
+            chunk_error(fs[c], rc, cancelled, msg, sizeof msg);
+            for (size_t i = first; i < first + k; i++) set_msg(&results[i], rc, "%s", msg);
         }
         co_tsfuture_release(fs[c]);
     }
@@ -885,6 +915,214 @@ int co_procpool_map(co_procpool *p, const char *fn_name, const co_procpool_buf *
     for (size_t i = 0; i < n; i++)
         if (results[i].err) return results[i].err;
     return 0;
+}
+
+/* ---- imap / imap_unordered ------------------------------------------------------------------ */
+
+/* Unordered iterators learn which chunk finished through done-callbacks,
+ * which may run on the manager thread after the caller freed the
+ * iterator: they hold references, and the memory goes with the last. */
+typedef struct pp_cbarg {
+    co_procpool_iter *it;
+    size_t chunk;
+} pp_cbarg;
+
+struct co_procpool_iter {
+    pthread_mutex_t mu;
+    atomic_uint refs;        /* the caller's + one per callback not yet run */
+    bool unordered;
+    size_t n, chunk, nchunks;
+    co_tsfuture **fs;        /* chunk futures; NULL once opened */
+    pp_cbarg *args;          /* unordered: one per chunk */
+    size_t *ready;           /* unordered, under mu: finished chunks, in finishing order */
+    size_t rhead, rtail;     /* under mu */
+    co_tsfuture *signal;     /* under mu: completed when a chunk finishes (a waiter's) */
+    bool closed;             /* under mu: freed by the caller */
+    size_t next_chunk;       /* ordered: the chunk to open next */
+    /* the chunk being handed out */
+    size_t cur, pos, k;      /* its index, next item in it, its item count */
+    pp_chunk *open;          /* its outcomes (NULL: it failed as a whole) */
+    bool have_open;
+    int open_err;
+    char open_msg[200];
+    size_t yielded;
+};
+
+static void iter_unref(co_procpool_iter *it) {
+    if (atomic_fetch_sub_explicit(&it->refs, 1, memory_order_acq_rel) != 1) return;
+    pthread_mutex_destroy(&it->mu);
+    free(it->fs);
+    free(it->args);
+    free(it->ready);
+    free(it);
+}
+
+static void iter_chunk_done(co_tsfuture *f, void *arg) {
+    (void)f;
+    pp_cbarg *a = arg;
+    co_procpool_iter *it = a->it;
+    pthread_mutex_lock(&it->mu);
+    co_tsfuture *s = NULL;
+    if (!it->closed) {
+        it->ready[it->rtail++] = a->chunk;
+        s = it->signal;
+        it->signal = NULL;
+    }
+    pthread_mutex_unlock(&it->mu);
+    if (s) {
+        co_tsfuture_set_result(s, NULL);
+        co_tsfuture_release(s);
+    }
+    iter_unref(it);
+}
+
+co_procpool_iter *co_procpool_imap(co_procpool *p, const char *fn_name, const co_procpool_buf *inputs,
+                                   size_t n, size_t chunksize, double timeout, int flags) {
+    if (flags & ~CO_PROCPOOL_UNORDERED) {
+        errno = EINVAL;
+        return NULL;
+    }
+    co_procpool_iter *it = calloc(1, sizeof *it);
+    if (!it) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    it->unordered = flags & CO_PROCPOOL_UNORDERED;
+    it->n = n;
+    if (it->unordered && n) {
+        /* one slot per chunk at most: chunksize 0 means 1 (Python's default) */
+        size_t most = chunksize ? n / chunksize + (n % chunksize != 0) : n;
+        it->args = calloc(most, sizeof *it->args);
+        it->ready = calloc(most, sizeof *it->ready);
+        if (!it->args || !it->ready) {
+            free(it->args), free(it->ready), free(it);
+            errno = ENOMEM;
+            return NULL;
+        }
+    }
+    char msg[200];
+    int err = queue_chunks(p, fn_name, inputs, n, chunksize, 1, timeout, &it->fs, &it->nchunks, &it->chunk,
+                           msg, sizeof msg);
+    if (err) {
+        free(it->args), free(it->ready), free(it);
+        errno = -err;
+        return NULL;
+    }
+    pthread_mutex_init(&it->mu, NULL);
+    atomic_init(&it->refs, 1 + (it->unordered ? (unsigned)it->nchunks : 0));
+    if (it->unordered)
+        for (size_t c = 0; c < it->nchunks; c++) {
+            it->args[c] = (pp_cbarg){it, c};
+            co_tsfuture_add_done_callback(it->fs[c], iter_chunk_done, &it->args[c]);
+        }
+    return it;
+}
+
+/* Takes chunk c's outcome (its future is finished, or the wait for it
+ * returned rc) as the chunk to hand out. */
+static void iter_open(co_procpool_iter *it, size_t c, int rc, void *v) {
+    it->cur = c;
+    it->pos = 0;
+    size_t first = c * it->chunk;
+    it->k = it->n - first < it->chunk ? it->n - first : it->chunk;
+    it->have_open = true;
+    it->open = rc == 0 ? v : NULL;
+    it->open_err = rc;
+    if (rc) chunk_error(it->fs[c], rc, false, it->open_msg, sizeof it->open_msg);
+    co_tsfuture_release(it->fs[c]);
+    it->fs[c] = NULL;
+}
+
+/* Waits for the next finished chunk of an unordered iterator. */
+static int iter_wait_any(co_procpool_iter *it, double timeout) {
+    for (;;) {
+        pthread_mutex_lock(&it->mu);
+        if (it->rhead < it->rtail) {
+            size_t c = it->ready[it->rhead++];
+            pthread_mutex_unlock(&it->mu);
+            void *v = NULL;
+            int rc = co_tsfuture_result(it->fs[c], &v);
+            iter_open(it, c, rc, v);
+            return 0;
+        }
+        if (!it->signal && !(it->signal = co_tsfuture_new())) {
+            pthread_mutex_unlock(&it->mu);
+            return -ENOMEM;
+        }
+        co_tsfuture *s = co_tsfuture_retain(it->signal);
+        pthread_mutex_unlock(&it->mu);
+        int rc = co_tsfuture_wait(s, timeout, NULL);
+        if (rc < 0) {
+            pthread_mutex_lock(&it->mu);
+            if (it->signal == s) { /* still ours: nothing finished */
+                it->signal = NULL;
+                co_tsfuture_release(s);
+            }
+            pthread_mutex_unlock(&it->mu);
+            co_tsfuture_release(s);
+            return rc;
+        }
+        co_tsfuture_release(s);
+    }
+}
+
+int co_procpool_iter_next(co_procpool_iter *it, double timeout, size_t *index, co_procpool_result *r) {
+    if (!it || !r || isnan(timeout)) return -EINVAL;
+    memset(r, 0, sizeof *r);
+    for (;;) {
+        if (it->have_open && it->pos < it->k) {
+            size_t i = it->pos++;
+            if (it->open) {
+                *r = it->open->r[i];
+                it->open->r[i].data = NULL; /* now the caller's */
+            } else {
+                set_msg(r, it->open_err, "%s", it->open_msg);
+            }
+            if (index) *index = it->cur * it->chunk + i;
+            it->yielded++;
+            if (it->pos == it->k) {
+                free(it->open); /* every item's data was handed out */
+                it->open = NULL;
+                it->have_open = false;
+            }
+            return 0;
+        }
+        if (it->yielded == it->n) return 1;
+        int rc;
+        if (it->unordered) {
+            if ((rc = iter_wait_any(it, timeout)) < 0) return rc;
+            continue;
+        }
+        size_t c = it->next_chunk;
+        void *v = NULL;
+        rc = co_tsfuture_wait(it->fs[c], timeout, &v);
+        /* the wait itself timed out or was cancelled: the chunk goes on */
+        if ((rc == -ETIMEDOUT || rc == -ECANCELED) && !co_tsfuture_done(it->fs[c])) return rc;
+        it->next_chunk++;
+        iter_open(it, c, rc, v);
+    }
+}
+
+void co_procpool_iter_free(co_procpool_iter *it) {
+    if (!it) return;
+    pthread_mutex_lock(&it->mu);
+    it->closed = true;
+    co_tsfuture *s = it->signal;
+    it->signal = NULL;
+    pthread_mutex_unlock(&it->mu);
+    co_tsfuture_release(s);
+    for (size_t c = 0; c < it->nchunks; c++)
+        if (it->fs[c]) {
+            co_tsfuture_cancel(it->fs[c]); /* dropped if queued; a running one's result is thrown away */
+            co_tsfuture_release(it->fs[c]);
+            it->fs[c] = NULL;
+        }
+    if (it->open) {
+        co_procpool_result_clear(it->open->r + it->pos, it->k - it->pos);
+        free(it->open);
+        it->open = NULL;
+    }
+    iter_unref(it);
 }
 
 static int set_state(co_procpool *p, int to) {
