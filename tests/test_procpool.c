@@ -751,3 +751,30 @@ Test(procpool, imap_from_a_task) {
     co_procpool_iter_free(g_it);
     co_procpool_free(p);
 }
+
+/* ---- max_tasks_per_worker (maxtasksperchild) ------------------------------------------------ */
+
+Test(procpool, worker_retires_after_max_tasks) {
+    co_procpool *p = co_procpool_new_ex(&(co_procpool_opts){.workers = 1, .max_tasks_per_worker = 3});
+    cr_assert_not_null(p, "%s", strerror(errno));
+    long pid[7];
+    for (int i = 0; i < 7; i++) pid[i] = apply_long(p, "nap", 0);
+    for (int i = 0; i < 7; i++) {
+        if (i % 3) cr_assert_eq(pid[i], pid[i - 1], "job %d ran in a new worker too early", i);
+        else if (i) cr_assert_neq(pid[i], pid[i - 1], "job %d: the worker did not retire after 3", i);
+    }
+    cr_assert(pid[0] != pid[6] && pid[3] != pid[6], "three different workers");
+    /* a map chunk is one task: 6 chunks of 2 take two workers' lives */
+    long xs[12];
+    co_procpool_buf in[12];
+    co_procpool_result out[12];
+    map_inputs(xs, in, 12);
+    cr_assert_eq(co_procpool_map(p, "square", in, 12, 2, -1, out), 0);
+    for (int i = 0; i < 12; i++) cr_assert_eq(*(long *)out[i].data, (long)(i * i));
+    co_procpool_result_clear(out, 12);
+    long after = apply_long(p, "nap", 0);
+    cr_assert_neq(after, pid[6]);
+    cr_assert_null(co_procpool_new_ex(NULL));
+    cr_assert_eq(errno, EINVAL);
+    co_procpool_free(p);
+}

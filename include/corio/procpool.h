@@ -22,6 +22,7 @@
  *
  * Python -> corio:
  *   Pool(n)                    co_procpool_new(n)
+ *   Pool(n, maxtasksperchild=k) co_procpool_new_ex(&(co_procpool_opts){n, k})
  *   pool.apply(f, (x,))        co_procpool_apply
  *   pool.apply_async(f, (x,))  co_procpool_submit (a co_tsfuture)
  *   pool.map(f, xs, chunk)     co_procpool_map
@@ -106,6 +107,19 @@ typedef struct co_procpool co_procpool;
  * ENOMEM, EMFILE, EAGAIN (a process or the manager thread could not
  * start) or ENOEXEC (this program cannot be re-executed: /proc missing). */
 CO_API co_procpool *co_procpool_new(size_t nworkers);
+
+/* Options of co_procpool_new_ex; zeroed fields take the defaults. */
+typedef struct co_procpool_opts {
+    size_t workers;                /* 0: one per core */
+    /* maxtasksperchild: a worker that finished this many jobs (a map or
+     * imap chunk is one job) exits and a fresh process takes its place,
+     * so leaks and fragmentation in job code cannot build up. 0: never. */
+    unsigned max_tasks_per_worker;
+} co_procpool_opts;
+
+/* co_procpool_new with options; errors as co_procpool_new, and EINVAL
+ * for a NULL opts. */
+CO_API co_procpool *co_procpool_new_ex(const co_procpool_opts *opts);
 
 /* apply_async: queues fn_name(in) and returns a future for it at once
  * (the payload is copied; in may be freed on return). The future's value

@@ -79,7 +79,8 @@ typedef struct pp_worker {
     int64_t deadline;        /* the current item's, or INT64_MAX */
     int64_t respawn_at;      /* an empty slot is refilled from then on */
     bool hup;                /* EOF or error on the socket */
-    bool eof_sent;           /* closing: told to exit once idle */
+    bool eof_sent;           /* closing or retired: told to exit once idle */
+    unsigned tasks_left;     /* max_tasks_per_worker: jobs before it retires; 0: no limit */
 } pp_worker;
 
 struct co_procpool {
@@ -91,6 +92,7 @@ struct co_procpool {
     int start_err;
     int wakefd;              /* eventfd: callers wake the manager */
     size_t n;
+    unsigned max_tasks;      /* per worker, then it is replaced; 0: no limit */
     pp_worker *w;            /* the manager's */
     struct pollfd *pf;       /* the manager's: 1 + 2 per worker */
     pthread_t mgr;
@@ -271,6 +273,7 @@ static int spawn(co_procpool *p, pp_worker *w) {
     w->woff = w->rlen = 0;
     w->deadline = INT64_MAX;
     w->hup = w->eof_sent = false;
+    w->tasks_left = p->max_tasks;
     pthread_mutex_lock(&p->mu); /* co_procpool_pids reads it */
     w->pid = pid;
     pthread_mutex_unlock(&p->mu);
@@ -329,6 +332,12 @@ static int take_reply(pp_worker *w, int64_t now) {
         w->job = NULL;
         w->deadline = INT64_MAX;
         job_finish(j);
+        if (w->tasks_left && --w->tasks_left == 0 && !w->eof_sent) {
+            /* retired (maxtasksperchild): EOF makes it exit, and the
+             * manager starts a fresh one in its slot */
+            shutdown(w->sock, SHUT_WR);
+            w->eof_sent = true;
+        }
     } else {
         w->deadline = j->timeout_ns < 0 ? INT64_MAX : now + j->timeout_ns;
     }
@@ -650,6 +659,12 @@ static void pool_destroy(co_procpool *p) {
 }
 
 co_procpool *co_procpool_new(size_t nworkers) {
+    return co_procpool_new_ex(&(co_procpool_opts){.workers = nworkers});
+}
+
+co_procpool *co_procpool_new_ex(const co_procpool_opts *opts) {
+    if (!opts) return errno = EINVAL, NULL;
+    size_t nworkers = opts->workers;
     if (nworkers > CO_PROCPOOL_MAX_WORKERS) return errno = EINVAL, NULL;
     if (nworkers == 0) {
         long c = sysconf(_SC_NPROCESSORS_ONLN);
@@ -661,6 +676,7 @@ co_procpool *co_procpool_new(size_t nworkers) {
     pthread_cond_init(&p->cv, NULL);
     p->wakefd = -1;
     p->n = nworkers;
+    p->max_tasks = opts->max_tasks_per_worker;
     int err = ENOMEM;
     ssize_t len = readlink("/proc/self/exe", p->exe, sizeof p->exe - 1);
     if (len <= 0 || (size_t)len >= sizeof p->exe - 1) {
