@@ -632,6 +632,50 @@ MT_TEST(stress_four_threads_submit_at_once) {
     co_pool_free(g_sp);
 }
 
+/* Cancels racing with the takers: four threads submit 20k jobs each and
+ * cancel every third at once, while three pool threads take them. A
+ * cancel that won (returned 1) means the job never runs; every other job
+ * runs exactly once with its result; nothing stays counted as queued. */
+#define NCX 20000
+static co_pool *g_cx;
+static atomic_uchar cx_ran[4 * NCX];
+static void *cx_job(void *arg) {
+    atomic_fetch_add(&cx_ran[(intptr_t)arg], 1);
+    return arg;
+}
+static void *cx_submitter(void *arg) {
+    intptr_t base = (intptr_t)arg * NCX;
+    static _Thread_local co_tsfuture *fs[NCX];
+    static _Thread_local int won[NCX];
+    for (intptr_t i = 0; i < NCX; i++) {
+        MT_CHECK((fs[i] = co_pool_submit(g_cx, cx_job, (void *)(base + i))) != NULL);
+        won[i] = i % 3 == 0 ? co_tsfuture_cancel(fs[i]) : 0;
+    }
+    for (intptr_t i = 0; i < NCX; i++) {
+        void *v = NULL;
+        int rc = co_tsfuture_wait(fs[i], -1, &v);
+        if (won[i]) MT_EQ(rc, -ECANCELED);
+        else if (rc == 0) MT_EQ((intptr_t)v, base + i);
+        else MT_CHECK(i % 3 == 0 && rc == -ECANCELED, "job %ld: %d", (long)i, rc);
+        co_tsfuture_release(fs[i]);
+    }
+    for (intptr_t i = 0; i < NCX; i++) {
+        unsigned ran = atomic_load(&cx_ran[base + i]);
+        if (won[i]) MT_EQ(ran, 0);
+        else MT_CHECK(ran == 1 || (i % 3 == 0 && ran == 0), "job %ld ran %u times", (long)i, ran);
+    }
+    return NULL;
+}
+
+MT_TEST(cancels_racing_with_takers_never_lose_or_double_a_job) {
+    g_cx = co_pool_new(3);
+    pthread_t th[4];
+    for (intptr_t k = 0; k < 4; k++) pthread_create(&th[k], NULL, cx_submitter, (void *)k);
+    for (int k = 0; k < 4; k++) pthread_join(th[k], NULL);
+    MT_EQ(co_pool_queued(g_cx), 0);
+    co_pool_free(g_cx);
+}
+
 /* ---- cross-thread calls and thread loops ---------------------------------------------- */
 
 #define NPROD 4
