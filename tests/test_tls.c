@@ -197,6 +197,22 @@ static int connect_tls(co_tls_ctx *ctx, const char *host, int port, const char *
     return co_open_connection(host, p, &o, s);
 }
 
+/* A connection that must succeed. */
+static co_stream *connected(co_tls_ctx *ctx, const char *host, int port, const char *tls_host) {
+    co_stream *s = NULL;
+    int rc = connect_tls(ctx, host, port, tls_host, &s);
+    cr_assert_eq(rc, 0, "connect: %s: %s", co_err_name(rc), co_io_error());
+    return s;
+}
+
+/* The end of a test with a TLS server: both contexts freed, the server
+ * closed cleanly. */
+static void finish(co_tls_ctx *cctx, co_tls_ctx *sctx, co_server *srv) {
+    co_tls_ctx_free(cctx);
+    co_tls_ctx_free(sctx);
+    cr_assert_eq(co_server_close(srv, CO_SERVER_WAIT), 0);
+}
+
 /* Sends line, expects want back. */
 static void exchange(co_stream *s, const char *line, const char *want) {
     cr_assert_eq(co_stream_write(s, line, strlen(line)), 0, "%s", co_io_error());
@@ -292,9 +308,7 @@ static void *ip_host(void *arg) {
              "TLS handshake with 127.0.0.2:%d failed: certificate verify failed (IP address mismatch)", port);
     cr_assert_str_eq(msg, want);
 
-    co_tls_ctx_free(cctx);
-    co_tls_ctx_free(sctx);
-    cr_assert_eq(co_server_close(srv, CO_SERVER_WAIT), 0);
+    finish(cctx, sctx, srv);
     return NULL;
 }
 
@@ -321,9 +335,7 @@ static void *bad_cert(void *arg) {
              bc->want);
     cr_assert_str_eq(msg, want);
     cr_assert_str_eq(co_strerror(rc), "TLS handshake or protocol failure");
-    co_tls_ctx_free(cctx);
-    co_tls_ctx_free(sctx);
-    cr_assert_eq(co_server_close(srv, CO_SERVER_WAIT), 0);
+    finish(cctx, sctx, srv);
     cr_assert_eq(seen.conns, 0, "the server's handler never ran");
     return NULL;
 }
@@ -354,23 +366,17 @@ static void *insecure(void *arg) {
     co_server *srv = start_server(sctx, echo_upper, &port);
     co_tls_opts o = {.insecure_no_verify = true};
     co_tls_ctx *cctx = client_ctx(&o);
-    co_stream *s = NULL;
-    int rc = connect_tls(cctx, "127.0.0.1", port, "other.test", &s); /* wrong CA, wrong name */
-    cr_assert_eq(rc, 0, "%s", co_io_error());
+    co_stream *s = connected(cctx, "127.0.0.1", port, "other.test"); /* wrong CA, wrong name */
     cr_assert_not(co_tls_peer_verified(s));
     exchange(s, "anyway\n", "ANYWAY\n");
     cr_assert_str_eq(seen.sni, "other.test", "the name still goes out as SNI");
     co_stream_close(s);
 
     /* with no name at all */
-    co_stream *raw = NULL;
-    rc = connect_tls(cctx, "127.0.0.1", port, NULL, &raw);
-    cr_assert_eq(rc, 0, "%s", co_io_error());
+    co_stream *raw = connected(cctx, "127.0.0.1", port, NULL);
     exchange(raw, "x\n", "X\n");
     co_stream_close(raw);
-    co_tls_ctx_free(cctx);
-    co_tls_ctx_free(sctx);
-    cr_assert_eq(co_server_close(srv, CO_SERVER_WAIT), 0);
+    finish(cctx, sctx, srv);
     return NULL;
 }
 
@@ -390,15 +396,11 @@ static void *alpn_mismatch(void *arg) {
 
     /* a client offering nothing gets nothing, and no error */
     cctx = trusting_client(NULL);
-    co_stream *s = NULL;
-    rc = connect_tls(cctx, "127.0.0.1", port, "localhost", &s);
-    cr_assert_eq(rc, 0, "%s", co_io_error());
+    co_stream *s = connected(cctx, "127.0.0.1", port, "localhost");
     cr_assert_null(co_tls_alpn(s));
     exchange(s, "a\n", "A\n");
     co_stream_close(s);
-    co_tls_ctx_free(cctx);
-    co_tls_ctx_free(sctx);
-    cr_assert_eq(co_server_close(srv, CO_SERVER_WAIT), 0);
+    finish(cctx, sctx, srv);
     return NULL;
 }
 
@@ -414,9 +416,7 @@ static void *mutual(void *arg) {
 
     co_tls_opts co = {.ca_file = P("ca.pem"), .cert_file = P("cli.pem"), .key_file = P("cli.key")};
     co_tls_ctx *cctx = client_ctx(&co);
-    co_stream *s = NULL;
-    int rc = connect_tls(cctx, "127.0.0.1", port, "localhost", &s);
-    cr_assert_eq(rc, 0, "%s", co_io_error());
+    co_stream *s = connected(cctx, "127.0.0.1", port, "localhost");
     exchange(s, "me\n", "ME\n");
     cr_assert(seen.verified, "the server verified our certificate");
     cr_assert_str_eq(seen.subject, "CN=corio client");
@@ -426,17 +426,14 @@ static void *mutual(void *arg) {
     /* no certificate: in TLS 1.3 the client's handshake is over before the
      * server judges it; its refusal arrives as an alert on the first read */
     cctx = trusting_client(NULL);
-    rc = connect_tls(cctx, "127.0.0.1", port, "localhost", &s);
-    cr_assert_eq(rc, 0, "%s", co_io_error());
+    s = connected(cctx, "127.0.0.1", port, "localhost");
     char buf[64];
     ssize_t n = co_stream_read(s, buf, sizeof buf);
     cr_assert_eq(n, -CO_ETLS, "%s: %s", co_err_name((int)n), co_io_error());
     cr_assert(strstr(co_io_error(), "TLS read from localhost:") && strstr(co_io_error(), "certificate required"), "%s",
               co_io_error());
     co_stream_close(s);
-    co_tls_ctx_free(cctx);
-    co_tls_ctx_free(sctx);
-    cr_assert_eq(co_server_close(srv, CO_SERVER_WAIT), 0);
+    finish(cctx, sctx, srv);
     cr_assert_eq(seen.conns, 1, "the handler ran for the verified client only");
     return NULL;
 }
@@ -468,16 +465,14 @@ static void *upgrade(void *arg) {
     int port;
     co_server *srv = start_server(NULL, starttls_server, &port);
     co_tls_ctx *cctx = trusting_client(NULL);
-    co_stream *s = NULL;
-    int rc = connect_tls(NULL, "127.0.0.1", port, NULL, &s);
-    cr_assert_eq(rc, 0, "%s", co_io_error());
+    co_stream *s = connected(NULL, "127.0.0.1", port, NULL);
     cr_assert_eq(co_stream_write(s, "STARTTLS\n", 9), 0);
     if (seen.phase == 0) {
         char line[64];
         cr_assert_eq(co_stream_readline(s, line, sizeof line), 6);
         cr_assert_eq(memcmp(line, "READY\n", 6), 0);
     }
-    rc = co_stream_start_tls(s, cctx, "localhost");
+    int rc = co_stream_start_tls(s, cctx, "localhost");
     cr_assert_eq(rc, 0, "client start_tls: %s: %s", co_err_name(rc), co_io_error());
     co_tls_ctx_free(cctx);
     cr_assert(co_stream_is_tls(s));
@@ -528,9 +523,7 @@ static void *truncated(void *arg) {
     co_server *srv = start_server(sctx, truncating, &port);
     co_tls_opts o = {.ca_file = P("ca.pem"), .allow_truncation = allow};
     co_tls_ctx *cctx = client_ctx(&o);
-    co_stream *s = NULL;
-    int rc = connect_tls(cctx, "127.0.0.1", port, "localhost", &s);
-    cr_assert_eq(rc, 0, "%s", co_io_error());
+    co_stream *s = connected(cctx, "127.0.0.1", port, "localhost");
     char buf[64];
     cr_assert_eq(co_stream_readline(s, buf, sizeof buf), 8);
     ssize_t n = co_stream_read(s, buf, sizeof buf);
@@ -547,9 +540,7 @@ static void *truncated(void *arg) {
         cr_assert_eq(co_stream_read(s, buf, sizeof buf), -CO_ETLS, "and again");
     }
     co_stream_close(s);
-    co_tls_ctx_free(cctx);
-    co_tls_ctx_free(sctx);
-    cr_assert_eq(co_server_close(srv, CO_SERVER_WAIT), 0);
+    finish(cctx, sctx, srv);
     return NULL;
 }
 
@@ -609,9 +600,7 @@ static void *big(void *arg) {
     int port;
     co_server *srv = start_server(sctx, echo_raw, &port);
     co_tls_ctx *cctx = trusting_client(NULL);
-    co_stream *s = NULL;
-    int rc = connect_tls(cctx, "127.0.0.1", port, "localhost", &s);
-    cr_assert_eq(rc, 0, "%s", co_io_error());
+    co_stream *s = connected(cctx, "127.0.0.1", port, "localhost");
     small_buffers(s);
     co_task *w = co_spawn(big_writer, s);
     static unsigned char buf[70000];
@@ -628,9 +617,7 @@ static void *big(void *arg) {
     co_task_release(w);
     cr_assert_eq(seen.end_rc, 0, "the server read a clean end: %s", co_err_name(seen.end_rc));
     cr_assert_eq(co_stream_close(s), 0);
-    co_tls_ctx_free(cctx);
-    co_tls_ctx_free(sctx);
-    cr_assert_eq(co_server_close(srv, CO_SERVER_WAIT), 0);
+    finish(cctx, sctx, srv);
     return NULL;
 }
 
