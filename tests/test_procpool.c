@@ -703,8 +703,9 @@ Test(procpool, imap_bad_arguments) {
     co_procpool_free(p);
 }
 
-/* From a task: next suspends only the task (a ticker keeps running), and
- * a cancelled wait leaves the iterator usable. */
+/* From a task, in both orders: next suspends only the task (a ticker
+ * keeps running), times out, and a cancelled wait leaves the iterator
+ * usable. */
 static co_procpool_iter *g_it;
 static int imap_ticks;
 static void *imap_ticker(void *arg) {
@@ -722,6 +723,10 @@ static void *imap_next_task(void *arg) {
 }
 static void *imap_main(void *arg) {
     co_task *tick = co_spawn(imap_ticker, NULL);
+    co_procpool_result r;
+    size_t idx = 9;
+    cr_assert_eq(co_procpool_iter_next(g_it, 0.02, &idx, &r), -ETIMEDOUT, "the task's own timeout");
+    cr_assert_eq(idx, 9);
     cr_assert_eq(tu_cancel_after(imap_next_task, NULL, 0.1), -ECANCELED);
     int before = imap_ticks;
     cr_assert_geq(before, 3, "the loop kept running: %d ticks", before);
@@ -743,12 +748,15 @@ Test(procpool, imap_from_a_task) {
     co_procpool *p = pool(2);
     long ms[2] = {400, 300};
     co_procpool_buf in[2] = {{&ms[0], sizeof ms[0]}, {&ms[1], sizeof ms[1]}};
-    g_it = co_procpool_imap(p, "nap", in, 2, 0, -1, CO_PROCPOOL_UNORDERED);
-    cr_assert_not_null(g_it);
-    co_loop *L = tu_loop_opts(false, false, 0);
-    cr_assert_eq(tu_run(L, imap_main, NULL, NULL), 0);
-    tu_close(L);
-    co_procpool_iter_free(g_it);
+    for (int flags = 0; flags <= CO_PROCPOOL_UNORDERED; flags++) {
+        g_it = co_procpool_imap(p, "nap", in, 2, 0, -1, flags);
+        cr_assert_not_null(g_it);
+        imap_ticks = 0;
+        co_loop *L = tu_loop_opts(false, false, 0);
+        cr_assert_eq(tu_run(L, imap_main, NULL, NULL), 0, "flags %d", flags);
+        tu_close(L);
+        co_procpool_iter_free(g_it);
+    }
     co_procpool_free(p);
 }
 

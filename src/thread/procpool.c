@@ -836,6 +836,17 @@ int co_procpool_apply(co_procpool *p, const char *fn_name, const void *in, size_
     return rc;
 }
 
+/* Cancels and drops n chunk futures: a queued chunk never runs, a running
+ * one's outcome is thrown away when it comes. */
+static void cancel_chunks(co_tsfuture **fs, size_t n) {
+    for (size_t c = 0; c < n; c++)
+        if (fs[c]) {
+            co_tsfuture_cancel(fs[c]);
+            co_tsfuture_release(fs[c]);
+            fs[c] = NULL;
+        }
+}
+
 /* Queues inputs[0..n) as chunks of chunksize (0: `dflt_chunk`) and
  * stores their futures (the caller's references) in *fsp, their count in
  * *nchunksp and the chunk size used in *chunkp. 0, or an error with msg
@@ -872,10 +883,7 @@ static int queue_chunks(co_procpool *p, const char *fn_name, const co_procpool_b
         }
     }
     if (err) { /* nothing is reported half-done: cancel what was queued */
-        for (size_t c = 0; c < made; c++) {
-            co_tsfuture_cancel(fs[c]);
-            co_tsfuture_release(fs[c]);
-        }
+        cancel_chunks(fs, made);
         free(fs);
         return err;
     }
@@ -1005,20 +1013,19 @@ co_procpool_iter *co_procpool_imap(co_procpool *p, const char *fn_name, const co
     }
     it->unordered = flags & CO_PROCPOOL_UNORDERED;
     it->n = n;
-    if (it->unordered && n) {
-        /* one slot per chunk at most: chunksize 0 means 1 (Python's default) */
-        size_t most = chunksize ? n / chunksize + (n % chunksize != 0) : n;
-        it->args = calloc(most, sizeof *it->args);
-        it->ready = calloc(most, sizeof *it->ready);
-        if (!it->args || !it->ready) {
-            free(it->args), free(it->ready), free(it);
-            errno = ENOMEM;
-            return NULL;
-        }
-    }
     char msg[200];
+    /* chunksize 0 means 1, Python's default for imap */
     int err = queue_chunks(p, fn_name, inputs, n, chunksize, 1, timeout, &it->fs, &it->nchunks, &it->chunk,
                            msg, sizeof msg);
+    if (!err && it->unordered && it->nchunks) {
+        it->args = calloc(it->nchunks, sizeof *it->args);
+        it->ready = calloc(it->nchunks, sizeof *it->ready);
+        if (!it->args || !it->ready) {
+            cancel_chunks(it->fs, it->nchunks);
+            free(it->fs);
+            err = -ENOMEM;
+        }
+    }
     if (err) {
         free(it->args), free(it->ready), free(it);
         errno = -err;
@@ -1029,7 +1036,15 @@ co_procpool_iter *co_procpool_imap(co_procpool *p, const char *fn_name, const co
     if (it->unordered)
         for (size_t c = 0; c < it->nchunks; c++) {
             it->args[c] = (pp_cbarg){it, c};
-            co_tsfuture_add_done_callback(it->fs[c], iter_chunk_done, &it->args[c]);
+            if (co_tsfuture_add_done_callback(it->fs[c], iter_chunk_done, &it->args[c]) < 0) {
+                /* out of memory: this chunk could never be reported. Undo:
+                 * the callbacks registered so far run (and let go) as
+                 * their chunks are cancelled; the rest never will. */
+                for (size_t u = c; u < it->nchunks; u++) atomic_fetch_sub(&it->refs, 1);
+                co_procpool_iter_free(it);
+                errno = ENOMEM;
+                return NULL;
+            }
         }
     return it;
 }
@@ -1127,12 +1142,7 @@ void co_procpool_iter_free(co_procpool_iter *it) {
     it->signal = NULL;
     pthread_mutex_unlock(&it->mu);
     co_tsfuture_release(s);
-    for (size_t c = 0; c < it->nchunks; c++)
-        if (it->fs[c]) {
-            co_tsfuture_cancel(it->fs[c]); /* dropped if queued; a running one's result is thrown away */
-            co_tsfuture_release(it->fs[c]);
-            it->fs[c] = NULL;
-        }
+    cancel_chunks(it->fs, it->nchunks);
     if (it->open) {
         co_procpool_result_clear(it->open->r + it->pos, it->k - it->pos);
         free(it->open);
