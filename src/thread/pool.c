@@ -439,11 +439,15 @@ static void *co__pool_main(void *arg) {
         if (co__pool_surplus(p)) break;
         atomic_fetch_add(&p->nsleeping, 1);
         /* has_work counts a claimed job not yet published: then loop
-         * round until it is */
+         * round until it is. Look once: a claim that comes after this
+         * look, once the flag is set, is a tombstone, and its submitter
+         * wakes nobody (looking twice and sleeping on the first answer
+         * slept through such a claim, and shutdown waited forever). */
         bool idle = !co__pool_has_work(p);
-        if (idle && atomic_load(&p->shutdown) && !co__pool_has_work(p)) {
-            /* the flag, then an empty queue with no claim in it: later
-             * submissions see the flag (see co__tomb) */
+        if (idle && atomic_load(&p->shutdown)) {
+            /* the flag was set under mu before we took it, and the
+             * queue is empty with no claim in it: later submissions see
+             * the flag (see co__tomb) */
             atomic_fetch_sub(&p->nsleeping, 1);
             break;
         }
