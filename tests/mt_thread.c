@@ -125,6 +125,46 @@ MT_TEST(pool_resize_grows_and_shrinks) {
     co_pool_free(p);
 }
 
+/* Shrinking while jobs come one at a time: a thread that leaves as
+ * surplus may be the spinner a submitter counted on instead of waking a
+ * sleeper, and nothing but a later submission or a grow would take the
+ * job then. Each round grows the pool, shrinks it to one thread, and then
+ * the stream of jobs must go on (100 more, bounded by a generous 10 s:
+ * only a job left in the queue fails it). */
+static co_pool *g_resize_pool;
+static atomic_int resize_stop;
+static atomic_long resize_done;
+static void *one_at_a_time(void *arg) {
+    while (!atomic_load(&resize_stop)) {
+        co_tsfuture *f = co_pool_submit(g_resize_pool, count_job, NULL);
+        MT_CHECK(f != NULL);
+        MT_OK(co_tsfuture_wait(f, -1, NULL));
+        co_tsfuture_release(f);
+        atomic_fetch_add(&resize_done, 1);
+    }
+    return arg;
+}
+
+MT_TEST(shrinking_between_one_at_a_time_jobs_strands_none) {
+    g_resize_pool = co_pool_new(4);
+    pthread_t th;
+    pthread_create(&th, NULL, one_at_a_time, NULL);
+    for (int round = 0; round < 300; round++) {
+        MT_OK(co_pool_resize(g_resize_pool, 4));
+        mt_sleep(0.0002 * (round % 3));
+        MT_OK(co_pool_resize(g_resize_pool, 1));
+        long from = atomic_load(&resize_done);
+        double until = mt_now() + 10;
+        while (atomic_load(&resize_done) < from + 100 && mt_now() < until) mt_sleep(0.0002);
+        MT_CHECK(atomic_load(&resize_done) >= from + 100, "round %d: a job was stranded after the pool shrank",
+                 round);
+    }
+    atomic_store(&resize_stop, 1);
+    pthread_join(th, NULL);
+    MT_EQ(atomic_load(&n_ran), atomic_load(&resize_done));
+    co_pool_free(g_resize_pool);
+}
+
 static gate g_block = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
 static atomic_int blocker_started;
 static void *blocker(void *arg) {

@@ -399,7 +399,13 @@ static void co__pool_spin_end(co_pool *p, bool *spinning) {
     atomic_fetch_sub(&p->nspinning, 1);
 }
 
-/* mu held: this thread is surplus after a shrink. */
+/* mu held: this thread is surplus after a shrink. It may leave while
+ * counted as a spinner (a submitter that saw it sent no wake-up) without
+ * stranding a job: a shrink wakes every sleeper, and a thread sleeps only
+ * after finding, under mu, that it is not surplus. So a thread asleep once
+ * this one has left went to sleep after it left (looking before, it would
+ * have been surplus too, and left), and looked at the queue after this one
+ * stopped spinning: it saw the job, or the submitter sees it asleep. */
 static bool co__pool_surplus(co_pool *p) { return p->nthreads > p->target; }
 
 static void *co__pool_main(void *arg) {
