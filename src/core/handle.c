@@ -121,8 +121,10 @@ int co_call_later(double delay, co_cb fn, void *arg, co_handle *h) {
     if (!L) return -CO_ENOLOOP;
     /* Counted from the loop's clock as of this turn (co_now(), libuv's rule):
      * timers set in one turn share one "now", so a burst of them keeps its
-     * spacing. co_sleep, by contrast, counts from the moment of the call. */
-    return co__call(L->now + (d > 0 ? d : 0), true, fn, arg, h);
+     * spacing. co_sleep, by contrast, counts from the moment of the call. A
+     * negative delay is a deadline in the past, not 0: -2 runs before -1
+     * (asyncio's order); co__sec_to_ns's clamp keeps the sum in range. */
+    return co__call(L->now + d, true, fn, arg, h);
 }
 
 int co_call_at(double when, co_cb fn, void *arg, co_handle *h) {
