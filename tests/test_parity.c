@@ -12,6 +12,49 @@
 #define I(n) ((void *)(intptr_t)(n))
 #define N(p) ((int)(intptr_t)(p))
 
+/* ---- test_locks: SemaphoreTests.test_acquire_fifo_order_2 ----------------- */
+
+static co_sem S;
+
+static void *c1(void *arg) {
+    cr_assert_eq(co_sem_acquire(&S), 0);
+    tu_log("1");
+    return NULL;
+}
+
+static void *c2(void *arg) {
+    cr_assert_eq(co_sem_acquire(&S), 0);
+    tu_log("2");
+    cr_assert_eq(co_sem_release(&S), 0);
+    cr_assert_eq(co_sem_acquire(&S), 0); /* behind c3, woken before us */
+    tu_log("4");
+    return NULL;
+}
+
+static void *c3(void *arg) {
+    cr_assert_eq(co_sem_acquire(&S), 0);
+    tu_log("3");
+    return NULL;
+}
+
+static void *fifo_order_2(void *arg) {
+    cr_assert_eq(co_sem_init(&S, 1, 0), 0);
+    co_task *t[3] = {co_spawn(c1, NULL), co_spawn(c2, NULL), co_spawn(c3, NULL)};
+    cr_assert_eq(co_yield(), 0); /* asyncio.sleep(0): c1 holds it, c2 and c3 wait */
+    cr_assert_eq(co_sem_release(&S), 0);
+    cr_assert_eq(co_sem_release(&S), 0);
+    cr_assert_eq(co_gather(t, 3, NULL, 0), 0);
+    for (int i = 0; i < 3; i++) co_task_release(t[i]);
+    cr_assert_eq(co_sem_value(&S), 0, "c2 and c3 still hold theirs");
+    cr_assert_eq(co_sem_destroy(&S), 0);
+    return NULL;
+}
+
+Test(parity, test_acquire_fifo_order_2) {
+    tu_run_ok(fifo_order_2, NULL);
+    cr_assert_str_eq(tu_trace, "1 2 3 4 ");
+}
+
 /* ---- test_events: EventLoopTestsMixin.test_call_later_negative_delays ----- */
 
 static void log_cb(void *arg) { tu_log("%s", (char *)arg); }

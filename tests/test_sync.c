@@ -575,6 +575,40 @@ Test(sem, cancellation_loses_no_permit) {
     tu_close(L);
 }
 
+/* A task that finds a permit free while a woken waiter has not resumed
+ * yet queues behind it (test_parity.c has asyncio's scenario); cancelled
+ * there, it gives the permit back. */
+static co_task *sem_main;
+
+static void *acquire_then_cancel_main(void *arg) {
+    tu_log("%s:%s", (char *)arg, co_err_name(co_sem_acquire(&S)));
+    co_cancel(sem_main, NULL);
+    return NULL;
+}
+
+static void *sem_behind_cancelled(void *arg) {
+    sem_main = co_current();
+    co_task *x = spawn_named(acquire_then_cancel_main, "X");
+    settle();
+    cr_assert_eq(co_sem_release(&S), 0); /* to X */
+    cr_assert_eq(co_sem_release(&S), 0); /* free, but X has not resumed */
+    cr_assert_eq(co_sem_value(&S), 1);
+    cr_assert_eq(co_sem_acquire(&S), -ECANCELED, "X ran first, and cancelled us");
+    cr_assert_str_eq(tu_trace, "X:OK ");
+    cr_assert_eq(co_sem_value(&S), 1, "the permit we took is back");
+    cr_assert_eq(co_sem_try_acquire(&S), 0);
+    join_release(x);
+    return NULL;
+}
+
+Test(sem, acquire_behind_woken_waiter_then_cancelled) {
+    co_loop *L = tu_loop();
+    co_sem_init(&S, 0, 0);
+    cr_assert_eq(tu_run(L, sem_behind_cancelled, NULL, NULL), -ECANCELED);
+    cr_assert_eq(co_sem_destroy(&S), 0);
+    tu_close(L);
+}
+
 static void *sem_destroy(void *arg) {
     co_sem_init(&S, 0, 0);
     co_task *a = spawn_named(acquirer, "A"), *b = spawn_named(acquirer, "B");

@@ -176,7 +176,9 @@ CO_API int co_sem_destroy(co_sem *s);
 CO_API co_sem *co_sem_new(unsigned value, int flags);   /* NULL with errno ENOMEM or EINVAL */
 CO_API int co_sem_free(co_sem *s);                      /* destroy + free; NULL is fine */
 
-/* Takes a permit, suspending until one is free. 0, or:
+/* Takes a permit, suspending until one is free. Tasks handed a permit
+ * before that have not resumed yet run first: a free permit is taken, but
+ * the caller yields to them (asyncio's order). 0, or:
  *   -ECANCELED     cancelled (pending at the call, or while waiting)
  *   -CO_ENOTASK    not called from a task
  *   -CO_EWRONGLOOP the semaphore belongs to another loop or thread

@@ -4,6 +4,13 @@
  * hands its permit straight to the first waiter (the value does not move),
  * so a task that comes later cannot take it first; a waiter handed a permit
  * and cancelled before it resumed gives it back the same way.
+ *
+ * Order of running, not only of permits: while tasks handed a permit have
+ * not resumed yet, an acquire that finds a free permit takes it but queues
+ * behind them (it is granted like a waiter, and woken tasks resume in the
+ * order they were woken), as asyncio makes it wait for them. Without this a
+ * task that releases and at once re-acquires would run ahead of a waiter
+ * woken before it.
  */
 #include <limits.h>
 
@@ -49,17 +56,33 @@ static void co__sem_give(co__sem *s) {
     else s->value++;
 }
 
+/* Takes a free permit for t behind the tasks granted one before (they are
+ * in the ready queue already): t is granted at once and yields; returns
+ * the wake code, as co__swait_park. */
+static int co__sem_take_behind(co__sem *s, co__swait *w, co_task *t) {
+    w->task = t;
+    w->err = 0;
+    co__list_init(&w->link);
+    s->value--;
+    co__swait_grant(w, &s->wq.granted);
+    int rc = co__suspend(t);
+    co__list_remove(&w->link);
+    return rc;
+}
+
 int co_sem_acquire(co_sem *ps) {
     co__sem *s = co__sm(ps);
     co_task *t;
     int rc = co__sync_task(&s->loop, "co_sem_acquire", &t);
     if (rc || (rc = co__can_suspend(&t))) return rc;
-    if (s->value) {
+    bool behind = !co__list_empty(&s->wq.granted);
+    if (s->value && !behind) {
         s->value--;
         return 0;
     }
     co__swait w;
-    rc = co__swait_park(&s->wq.waiting, &w, t, true);
+    if (s->value) rc = co__sem_take_behind(s, &w, t);
+    else rc = co__swait_park(&s->wq.waiting, &w, t, true);
     if (w.state == CO__SW_GRANTED && rc) co__sem_give(s); /* handed a permit, then cancelled */
     return co__swait_result(&w, rc);
 }
