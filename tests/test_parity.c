@@ -12,6 +12,74 @@
 #define I(n) ((void *)(intptr_t)(n))
 #define N(p) ((int)(intptr_t)(p))
 
+/* ---- test_queues: LifoQueueTests / PriorityQueueTests.test_order, with the
+ * getter already waiting (as in QueueGetTests.test_blocking_get_wait) ------ */
+
+static co_queue Q;
+
+static int by_value(const void *a, const void *b) { return (N(a) > N(b)) - (N(a) < N(b)); }
+
+static void *getter(void *arg) {
+    void *it = I(-1);
+    int rc = co_queue_get(&Q, &it);
+    tu_log("%s:%d", rc ? co_err_name(rc) : "got", N(it));
+    return NULL;
+}
+
+/* A worker waits on an empty queue; the producer puts a batch before the
+ * worker runs: the worker gets what a get would return when it runs. */
+static void *batch_to_waiting_getter(void *arg) {
+    co_task *g = spawn_named(getter, "G");
+    settle();
+    cr_assert_eq(co_queue_put(&Q, I(5)), 0);
+    cr_assert_eq(co_queue_put(&Q, I(1)), 0);
+    cr_assert_eq(co_queue_put(&Q, I(3)), 0);
+    join_release(g);
+    void *it;
+    cr_assert_eq(co_queue_try_get(&Q, &it), 0);
+    tu_log("next:%d", N(it));
+    return NULL;
+}
+
+/* Two getters wait; the first is cancelled after the batch woke both but
+ * before it ran: the second gets what a get returns then, nothing is lost. */
+static void *batch_first_getter_cancelled(void *arg) {
+    co_task *a = spawn_named(getter, "A"), *b = spawn_named(getter, "B");
+    settle();
+    cr_assert_eq(co_queue_put(&Q, I(5)), 0);
+    cr_assert_eq(co_queue_put(&Q, I(1)), 0);
+    cr_assert_eq(co_queue_put(&Q, I(3)), 0);
+    co_cancel(a, NULL);
+    join_release(a);
+    join_release(b);
+    cr_assert_eq(co_queue_size(&Q), 2, "A's cancel lost no item");
+    void *it;
+    while (co_queue_try_get(&Q, &it) == 0) tu_log("left:%d", N(it));
+    return NULL;
+}
+
+static void check_batch(co_queue_order order, int (*cmp)(const void *, const void *), const char *want,
+                        const char *want_cancelled) {
+    co_queue_opts o = {.order = order, .cmp = cmp};
+    tu_trace[0] = 0;
+    cr_assert_eq(co_queue_init(&Q, &o), 0);
+    tu_run_ok(batch_to_waiting_getter, NULL);
+    cr_assert_str_eq(tu_trace, want);
+    co_queue_destroy(&Q);
+    tu_trace[0] = 0;
+    cr_assert_eq(co_queue_init(&Q, &o), 0);
+    tu_run_ok(batch_first_getter_cancelled, NULL);
+    cr_assert_str_eq(tu_trace, want_cancelled);
+    co_queue_destroy(&Q);
+}
+
+Test(parity, test_order_with_waiting_getter) {
+    /* LIFO: the last in; priority: the smallest; FIFO: the first in */
+    check_batch(CO_QUEUE_LIFO, NULL, "got:3 next:1 ", "ECANCELED:-1 got:3 left:1 left:5 ");
+    check_batch(CO_QUEUE_PRIORITY, by_value, "got:1 next:3 ", "ECANCELED:-1 got:1 left:3 left:5 ");
+    check_batch(CO_QUEUE_FIFO, NULL, "got:5 next:1 ", "ECANCELED:-1 got:5 left:1 left:3 ");
+}
+
 /* ---- test_locks: SemaphoreTests.test_acquire_fifo_order_2 ----------------- */
 
 static co_sem S;

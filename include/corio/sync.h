@@ -232,8 +232,10 @@ CO_API bool co_barrier_broken(const co_barrier *b);
 /* ---- co_queue (asyncio.Queue, LifoQueue, PriorityQueue) ---------------------------
  * Items are void * values (pointers, or integers cast through intptr_t);
  * the queue never dereferences them. put suspends while the queue is full,
- * get while it is empty; both serve their waiters in FIFO order, and an
- * item a putter brings goes straight to the first waiting getter.
+ * get while it is empty; both serve their waiters in FIFO order. A put
+ * wakes the first waiting getter and keeps an item for it, which no task
+ * coming later can take; the getter gets what a get returns when it runs
+ * (asyncio's rule: a LIFO getter woken by put(5), put(1) gets 1).
  *
  * Ownership: an item belongs to the queue from a successful put until a
  * successful get. Items the queue drops (co_queue_shutdown immediate,

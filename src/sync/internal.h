@@ -28,7 +28,9 @@
 #include "corio/sync.h"
 
 enum { CO__SW_WAITING = 0, CO__SW_GRANTED, CO__SW_FAILED };
-enum { CO__SW_GET = 1, CO__SW_PUT = 2 }; /* queue records: which list they wait in */
+/* queue records: which list they wait in; GOT: a granted getter whose
+ * item an immediate shutdown moved into the record */
+enum { CO__SW_GET = 1, CO__SW_PUT = 2, CO__SW_GOT = 3 };
 
 typedef struct co__swait {
     co__list link;
@@ -36,8 +38,7 @@ typedef struct co__swait {
     uint8_t state;   /* CO__SW_* */
     uint8_t kind;    /* queues: CO__SW_GET / CO__SW_PUT */
     int err;         /* FAILED: what the call returns */
-    void *item;      /* queue: the item handed to a getter / a putter's item */
-    uint64_t seq;    /* queue getter: the handed item's place, to put it back */
+    void *item;      /* queue: a putter's item / a GOT getter's item */
     unsigned index;  /* barrier: arrival order in the round */
 } co__swait;
 

@@ -7,18 +7,24 @@
  * equal priorities come out in put order.
  *
  * Grants, as in the other primitives, are decided here, not by the woken
- * task: an item put while getters wait is popped at once into the first
- * getter's record ("handed"); a slot freed while putters wait is reserved
- * for the first putter, which inserts its item when it resumes. Both still
- * count against maxsize until their task resumes, so nobody overtakes
- * them. A getter handed an item and cancelled before it resumed puts it
- * back where it was (by its seq) and the next getter gets it; a putter
- * granted a slot and cancelled passes the slot on. Either way the queue
- * ends as if the cancelled task had never waited.
+ * task: an item put while getters wait stays in the buffer but is claimed
+ * for the first getter, which pops the next item (in the queue's order)
+ * when it resumes, so a LIFO waiter woken by put(5), put(1) gets 1, as
+ * asyncio's does; a slot freed while putters wait is reserved for the
+ * first putter, which inserts its item when it resumes. Claimed items stay
+ * in the buffer and reserved slots count against maxsize, so nobody
+ * overtakes a woken task: a newcomer gets only unclaimed items. A getter
+ * cancelled before it resumed passes its claim on to the next getter (the
+ * item never left the buffer); a putter granted a slot and cancelled
+ * passes the slot on. Either way the queue ends as if the cancelled task
+ * had never waited. An immediate shutdown pops each claimed item into its
+ * getter's record (CO__SW_GOT) before it drops the rest, so a get woken
+ * before the shutdown still returns its item.
  *
- * Room: the buffer always has cap >= n + handed + reserved, so putting an
- * item back or inserting a reserved one never allocates (and never fails).
- * Only a put that takes a fresh slot may grow it.
+ * Invariants: claimed <= n; getters wait only while claimed == n. Room:
+ * the buffer always has cap >= n + reserved, so inserting a reserved item
+ * never allocates (and never fails). Only a put that takes a fresh slot
+ * may grow it.
  */
 #include <string.h>
 
@@ -36,12 +42,12 @@ typedef struct co__queue {
     co__list getters;   /* co__swait (CO__SW_GET), FIFO */
     co__list putters;   /* co__swait (CO__SW_PUT), FIFO */
     co__list joiners;   /* co__swait */
-    co__list granted;   /* getters handed an item, putters granted a slot; until they resume */
+    co__list granted;   /* getters with a claim (or a GOT item), putters granted a slot; until they resume */
     co__qent *buf;
     size_t cap;         /* a power of two (or 0) */
     size_t head;        /* ring: index of the first entry */
-    size_t n;           /* entries in buf */
-    size_t handed;      /* items in granted getters' records */
+    size_t n;           /* entries in buf, claimed ones included */
+    size_t claimed;     /* entries promised to granted getters (CO__SW_GET) */
     size_t reserved;    /* slots granted to putters */
     size_t maxsize;     /* 0: unbounded */
     size_t unfinished;  /* puts not yet matched by task_done */
@@ -106,28 +112,15 @@ static void co__heap_down(co__queue *q, size_t i) {
     q->buf[i] = e;
 }
 
-/* Inserts e (room is there) where its seq (or priority) puts it. New
- * items have the largest seq: they go to the back of the ring at once. */
+/* Inserts a new entry (room is there). Its seq is the largest: the back
+ * of the ring. */
 static void co__q_insert(co__queue *q, co__qent e) {
     if (q->order == CO_QUEUE_PRIORITY) {
         q->buf[q->n++] = e;
         co__heap_up(q, q->n - 1);
         return;
     }
-    size_t p = q->n;
-    if (p && co__q_at(q, p - 1)->seq > e.seq) { /* put back: look from the end it left by */
-        if (q->order == CO_QUEUE_FIFO)
-            for (p = 0; co__q_at(q, p)->seq < e.seq; p++) {}
-        else
-            while (p > 0 && co__q_at(q, p - 1)->seq > e.seq) p--;
-    }
-    if (p < q->n - p) { /* shift the front part one step back */
-        q->head = (q->head - 1) & (q->cap - 1);
-        for (size_t i = 0; i < p; i++) *co__q_at(q, i) = *co__q_at(q, i + 1);
-    } else {
-        for (size_t i = q->n; i > p; i--) *co__q_at(q, i) = *co__q_at(q, i - 1);
-    }
-    *co__q_at(q, p) = e;
+    *co__q_at(q, q->n) = e;
     q->n++;
 }
 
@@ -154,17 +147,14 @@ static co__qent co__q_pop(co__queue *q) {
 /* ---- grants ------------------------------------------------------------------------ */
 
 static inline bool co__q_full(const co__queue *q) {
-    return q->maxsize && q->n + q->handed + q->reserved >= q->maxsize;
+    return q->maxsize && q->n + q->reserved >= q->maxsize;
 }
 
-/* Items go to waiting getters, first come first served. */
+/* Unclaimed items are claimed for waiting getters, first come first served. */
 static void co__q_hand_items(co__queue *q) {
     co__swait *w;
-    while (q->n && (w = co__swait_first(&q->getters))) {
-        co__qent e = co__q_pop(q);
-        w->item = e.item;
-        w->seq = e.seq;
-        q->handed++;
+    while (q->n > q->claimed && (w = co__swait_first(&q->getters))) {
+        q->claimed++;
         co__swait_grant(w, &q->granted);
     }
 }
@@ -188,7 +178,7 @@ static void co__q_add(co__queue *q, void *item) {
 
 /* A put that takes a fresh slot. */
 static int co__q_put_now(co__queue *q, void *item) {
-    int rc = co__q_reserve(q, q->n + q->handed + q->reserved + 1);
+    int rc = co__q_reserve(q, q->n + q->reserved + 1);
     if (rc) return rc;
     co__q_add(q, item);
     return 0;
@@ -241,13 +231,13 @@ int co_queue_destroy(co_queue *pq) {
     co__swait_fail_all(&q->joiners, -CO_ECLOSED);
     co__swait *w;
     while ((w = co__swait_first(&q->granted))) {
-        if (w->kind == CO__SW_GET) co__q_drop(q, w->item); /* still the queue's */
+        if (w->kind == CO__SW_GOT) co__q_drop(q, w->item); /* still the queue's */
         co__swait_fail(w, -CO_ECLOSED);
     }
     while (q->n) co__q_drop(q, co__q_pop(q).item);
     free(q->buf);
     q->buf = NULL;
-    q->cap = q->handed = q->reserved = q->unfinished = 0;
+    q->cap = q->claimed = q->reserved = q->unfinished = 0;
     return 0;
 }
 
@@ -302,7 +292,7 @@ int co_queue_get(co_queue *pq, void **item) {
     if (rc) return rc;
     if (!item) return -EINVAL;
     if ((rc = co__can_suspend(&t))) return rc;
-    if (q->n) { /* getters wait only while the queue is empty: nobody is ahead */
+    if (q->n > q->claimed) { /* getters wait only while every item is claimed: nobody is ahead */
         *item = co__q_take(q);
         return 0;
     }
@@ -310,18 +300,17 @@ int co_queue_get(co_queue *pq, void **item) {
     co__swait w = {.kind = CO__SW_GET};
     rc = co__swait_park(&q->getters, &w, t, true);
     if (w.state != CO__SW_GRANTED) return co__swait_result(&w, rc);
-    q->handed--;
-    if (rc) { /* handed an item, then cancelled: it goes back in its place */
-        if (q->shut == CO__Q_IMMEDIATE) {
-            co__q_drop_unfinished(q, w.item);
-        } else {
-            co__q_insert(q, (co__qent){w.item, w.seq});
-            co__q_hand_items(q);
-        }
+    if (w.kind == CO__SW_GOT) { /* an immediate shutdown set our item aside */
+        if (rc) co__q_drop_unfinished(q, w.item);
+        else *item = w.item;
         return rc;
     }
-    *item = w.item;
-    co__q_hand_slots(q);
+    q->claimed--;
+    if (rc) { /* granted, then cancelled: the claim passes on */
+        co__q_hand_items(q);
+        return rc;
+    }
+    *item = co__q_take(q);
     return 0;
 }
 
@@ -330,7 +319,7 @@ int co_queue_try_get(co_queue *pq, void **item) {
     int rc = co__sync_check(&q->loop, "co_queue_try_get");
     if (rc) return rc;
     if (!item) return -EINVAL;
-    if (!q->n) return q->shut ? -CO_ESHUTDOWN : -EAGAIN;
+    if (q->n == q->claimed) return q->shut && !q->n ? -CO_ESHUTDOWN : -EAGAIN;
     *item = co__q_take(q);
     return 0;
 }
@@ -357,12 +346,25 @@ int co_queue_task_done(co_queue *pq) {
     return 0;
 }
 
+/* Immediate shutdown: each granted getter's claimed item moves into its
+ * record, in grant order (the order they would have popped in). */
+static void co__q_set_aside(co__queue *q) {
+    co__list_for_each(it, &q->granted) {
+        co__swait *w = co__container_of(it, co__swait, link);
+        if (w->kind != CO__SW_GET) continue;
+        w->item = co__q_pop(q).item;
+        w->kind = CO__SW_GOT;
+        q->claimed--;
+    }
+}
+
 int co_queue_shutdown(co_queue *pq, bool immediate) {
     co__queue *q = co__qu(pq);
     int rc = co__sync_check(&q->loop, "co_queue_shutdown");
     if (rc) return rc;
     if (immediate) {
         q->shut = CO__Q_IMMEDIATE;
+        co__q_set_aside(q);
         while (q->n) co__q_drop_unfinished(q, co__q_pop(q).item);
         co__swait_fail_all(&q->getters, -CO_ESHUTDOWN);
     } else if (!q->shut) {
@@ -372,7 +374,7 @@ int co_queue_shutdown(co_queue *pq, bool immediate) {
     co__swait_fail_all(&q->putters, -CO_ESHUTDOWN);
     co__list_for_each_safe(it, tmp, &q->granted) {
         co__swait *w = co__container_of(it, co__swait, link);
-        if (w->kind != CO__SW_PUT) continue; /* a get handed an item before keeps it */
+        if (w->kind != CO__SW_PUT) continue; /* a get granted before keeps its item */
         q->reserved--;
         co__swait_fail(w, -CO_ESHUTDOWN);
     }
@@ -381,7 +383,7 @@ int co_queue_shutdown(co_queue *pq, bool immediate) {
 
 /* ---- state ------------------------------------------------------------------------------------ */
 
-size_t co_queue_size(const co_queue *q) { return co__cqu(q)->n + co__cqu(q)->handed; }
+size_t co_queue_size(const co_queue *q) { return co__cqu(q)->n; }
 size_t co_queue_maxsize(const co_queue *q) { return co__cqu(q)->maxsize; }
 bool co_queue_empty(const co_queue *q) { return co_queue_size(q) == 0; }
 bool co_queue_full(const co_queue *q) { return co__q_full(co__cqu(q)); }
