@@ -12,6 +12,12 @@
 #define I(n) ((void *)(intptr_t)(n))
 #define N(p) ((int)(intptr_t)(p))
 
+/* Yields N(arg) times, then returns. */
+static void *yields(void *arg) {
+    for (int i = 0; i < N(arg); i++) cr_assert_eq(co_yield(), 0);
+    return NULL;
+}
+
 /* ---- test_queues: LifoQueueTests / PriorityQueueTests.test_order, with the
  * getter already waiting (as in QueueGetTests.test_blocking_get_wait) ------ */
 
@@ -140,3 +146,51 @@ Test(parity, test_call_later_negative_delays) {
     tu_close(L);
 }
 
+/* ---- test_tasks: BaseTaskTests.test_as_completed_duplicate_coroutines -----
+ * (and the same input to co_wait: asyncio takes both as a set) */
+
+static void *coro(void *arg) { return arg; }
+
+static void *duplicates(void *arg) {
+    co_task *ham = co_spawn(coro, "ham"), *spam = co_spawn(coro, "spam");
+    co_task *in[3] = {ham, ham, spam}, *t;
+    co_as_completed it;
+    cr_assert_eq(co_as_completed_init(&it, in, 3, INFINITY), 0);
+    int rc, n = 0;
+    void *v;
+    while ((rc = co_as_completed_next(&it, &t)) == 0) {
+        cr_assert_eq(co_join(t, &v), 0);
+        tu_log("%s", (char *)v);
+        n++;
+    }
+    cr_assert_eq(rc, 1);
+    co_as_completed_fini(&it);
+    cr_assert_eq(n, 2, "each task once: %s", tu_trace);
+
+    co_task *done[3], *pending[3];
+    size_t nd, np;
+    cr_assert_eq(co_wait(in, 3, CO_ALL_COMPLETED, INFINITY, done, &nd, pending, &np), 0);
+    cr_assert_eq(nd, 2);
+    cr_assert_eq(np, 0);
+    cr_assert(done[0] != done[1]);
+
+    /* more than fit on the stack, finishing later: 10 tasks given 3 times */
+    co_task *many[30], *d[30], *p[30];
+    for (int i = 0; i < 10; i++) many[i] = many[10 + i] = many[29 - i] = co_spawn(yields, I(i));
+    cr_assert_eq(co_wait(many, 30, CO_FIRST_COMPLETED, INFINITY, d, &nd, p, &np), 0);
+    cr_assert_eq(nd + np, 10);
+    cr_assert_eq(co_wait(many, 30, CO_ALL_COMPLETED, INFINITY, d, &nd, p, &np), 0);
+    cr_assert_eq(nd, 10);
+    cr_assert_eq(np, 0);
+    cr_assert_eq(co_as_completed_init(&it, many, 30, INFINITY), 0);
+    for (n = 0; (rc = co_as_completed_next(&it, &t)) == 0; n++) {}
+    cr_assert_eq(rc, 1);
+    cr_assert_eq(n, 10);
+    co_as_completed_fini(&it);
+    for (int i = 0; i < 10; i++) co_task_release(many[i]);
+    co_task_release(ham);
+    co_task_release(spam);
+    return NULL;
+}
+
+Test(parity, test_as_completed_duplicate_coroutines) { tu_run_ok(duplicates, NULL); }

@@ -54,9 +54,10 @@ enum {
  * because a task failed. done (capacity n, may be NULL) gets the finished
  * tasks in the order they finished (those already finished at the call
  * first, in the order given); pending (capacity n, may be NULL) the others
- * in the order given. The pointers are the caller's own (no reference
- * added). Each done task's co_task_result() has its state, value or error
- * and the time it finished. Returns
+ * in the order given. A task given more than once counts once (asyncio
+ * takes a set), in done or pending. The pointers are the caller's own (no
+ * reference added). Each done task's co_task_result() has its state,
+ * value or error and the time it finished. Returns
  *   0             when held, or the timeout passed (asyncio does not raise
  *                 either: look at *npending)
  *   -ECANCELED    the calling task was cancelled (the sets are filled too)
@@ -66,8 +67,8 @@ CO_API int co_wait(co_task **tasks, size_t n, int when, double timeout, co_task 
                    size_t *ndone, co_task **pending, size_t *npending);
 
 /* asyncio.as_completed: an iterator, in caller storage, that yields the tasks
- * in the order they finish, with an optional overall timeout (seconds from
- * init; < 0: none).
+ * in the order they finish, each once even if given more than once, with
+ * an optional overall timeout (seconds from init; < 0: none).
  *     co_as_completed it;
  *     co_as_completed_init(&it, tasks, n, 10.0);
  *     while ((rc = co_as_completed_next(&it, &t)) == 0) { ... co_join(t, &v) ... }

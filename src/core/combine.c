@@ -72,6 +72,23 @@ static int co__check_tasks(co_loop *L, co_task *cur, co_task **tasks, size_t n, 
     return 0;
 }
 
+/* Copies the distinct tasks of src[0..n) to dst (may be src; NULL: only
+ * count), in the order of their first appearance; returns how many.
+ * asyncio's wait and as_completed take a set. O(n): tasks are marked, not
+ * compared, and unmarked before returning. */
+static size_t co__distinct(co_task **dst, co_task **src, size_t n) {
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        co_task *t = src[i];
+        if (t->flags & CO__T_MARK) continue;
+        t->flags |= CO__T_MARK;
+        if (dst) dst[m] = t;
+        m++;
+    }
+    for (size_t i = 0; i < n; i++) src[i]->flags &= ~(uint32_t)CO__T_MARK;
+    return m;
+}
+
 /* Hooks s into each unfinished task (holding a reference to it); counts
  * those already finished, in the order given. 0 or -ENOMEM. */
 static int co__wset_init(co__wset *s, co_task **tasks, size_t n, bool keep_order) {
@@ -194,6 +211,25 @@ int co_gather(co_task **tasks, size_t n, co_result *results, int flags) {
 
 /* ---- wait ---------------------------------------------------------------------- */
 
+/* Points *tasks at the distinct ones and sets *n to their number: the
+ * caller's array itself when nothing repeats, else a copy in local (room
+ * for CO__WSET_LOCAL) or in malloc'd memory. 0 or -ENOMEM. */
+static int co__distinct_view(co_task ***tasks, size_t *n, co_task **local) {
+    size_t m = co__distinct(NULL, *tasks, *n);
+    if (m == *n) return 0;
+    co_task **copy = m <= CO__WSET_LOCAL ? local : malloc(m * sizeof *copy);
+    if (!copy) return -ENOMEM;
+    co__distinct(copy, *tasks, *n);
+    *tasks = copy;
+    *n = m;
+    return 0;
+}
+
+/* Frees what co__distinct_view allocated, if it did. */
+static void co__distinct_free(co_task **view, co_task **given, co_task **local) {
+    if (view != given && view != local) free(view);
+}
+
 int co_wait(co_task **tasks, size_t n, int when, double timeout, co_task **done, size_t *ndone,
             co_task **pending, size_t *npending) {
     co_task *cur;
@@ -208,8 +244,13 @@ int co_wait(co_task **tasks, size_t n, int when, double timeout, co_task **done,
     default: return -EINVAL;
     }
     if ((rc = co__check_tasks(cur->loop, cur, tasks, n, "co_wait"))) return rc;
+    co_task **given = tasks, *local[CO__WSET_LOCAL];
+    if ((rc = co__distinct_view(&tasks, &n, local))) return rc; /* a task given twice counts once */
     co__wset s;
-    if ((rc = co__wset_init(&s, tasks, n, true))) return rc;
+    if ((rc = co__wset_init(&s, tasks, n, true))) {
+        co__distinct_free(tasks, given, local);
+        return rc;
+    }
     rc = co__wset_wait(&s, cur, pred, co__deadline_after(cur->loop, timeout), true);
     if (rc == -ETIMEDOUT) rc = 0;
     if (done)
@@ -223,6 +264,7 @@ int co_wait(co_task **tasks, size_t n, int when, double timeout, co_task **done,
     }
     if (npending) *npending = np;
     co__wset_fini(&s);
+    co__distinct_free(tasks, given, local);
     return rc;
 }
 
@@ -253,6 +295,7 @@ int co_as_completed_init(co_as_completed *it, co_task **tasks, size_t n, double 
         return -ENOMEM;
     }
     if (n) memcpy(copy, tasks, n * sizeof *copy);
+    n = co__distinct(copy, copy, n); /* a task given twice is yielded once */
     a->loop = L;
     a->tasks = copy;
     a->deadline = co__deadline_after(L, timeout);

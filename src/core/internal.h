@@ -141,6 +141,8 @@ enum {
     CO__T_FAILSET = 1u << 4,    /* co_fail was called */
     CO__T_RETRIEVED = 1u << 5,  /* the outcome was read */
     CO__T_MAIN = 1u << 6,       /* co_run's main task */
+    CO__T_MARK = 1u << 7,       /* scratch: set and cleared within one call that does
+                                 * not suspend (combine.c drops repeated tasks) */
 };
 
 struct co_task {
