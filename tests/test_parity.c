@@ -129,6 +129,30 @@ Test(parity, test_acquire_fifo_order_2) {
     cr_assert_str_eq(tu_trace, "1 2 3 4 ");
 }
 
+/* ---- test_tasks: BaseTaskTests.test_wait_really_done ----------------------
+ * A deliberate difference (docs/asyncio.md): co_wait wakes its caller as
+ * soon as `when` holds, asyncio one callback round later. */
+
+static void *wait_really_done(void *arg) {
+    co_task *a = co_spawn(yields, I(1)), *b = co_spawn(yields, I(2));
+    co_task *in[2] = {b, a}, *done[2], *pending[2];
+    size_t nd, np;
+    cr_assert_eq(co_wait(in, 2, CO_FIRST_COMPLETED, INFINITY, done, &nd, pending, &np), 0);
+    /* asyncio: done == {a, b}; corio: a alone, b one step short */
+    cr_assert_eq(nd, 1);
+    cr_assert_eq(done[0], a);
+    cr_assert_eq(np, 1);
+    cr_assert_eq(pending[0], b);
+    cr_assert_not(co_task_done(b));
+    cr_assert_eq(co_yield(), 0);
+    cr_assert(co_task_done(b), "b finished in the very next step");
+    co_task_release(a);
+    co_task_release(b);
+    return NULL;
+}
+
+Test(parity, test_wait_really_done) { tu_run_ok(wait_really_done, NULL); }
+
 /* ---- test_events: EventLoopTestsMixin.test_call_later_negative_delays ----- */
 
 static void log_cb(void *arg) { tu_log("%s", (char *)arg); }
