@@ -1,10 +1,11 @@
-/* test_buf.c — the shared byte buffer (src/base/buf.h): growth policy,
- * consume and compaction, overflow refusal, zero-length cases. The
- * buffer is internal: this test includes its header and links the
- * library's object through libcorio.a. */
+/* test_buf.c — the base layer: the shared byte buffer (src/base/buf.h:
+ * growth policy, consume and compaction, overflow refusal, zero-length
+ * cases) and the environment parser (src/base/env.h). Both are internal:
+ * this test includes their headers and links them from libcorio.a. */
 #include <stdint.h>
 
 #include "base/buf.h"
+#include "base/env.h"
 #include "testutil.h"
 
 Test(buf, empty_and_zero_lengths) {
@@ -132,4 +133,41 @@ Test(buf, detach_hands_over_a_string) {
     cr_assert_eq(co__buf_len(&tls), 3);
     cr_assert_eq(co__buf_len(&b), 0);
     co__buf_free(&tls);
+}
+
+Test(env, booleans) {
+    unsetenv("CORIO_TEST_FLAG");
+    cr_assert_eq(co__env_bool("CORIO_TEST_FLAG", false), false);
+    cr_assert_eq(co__env_bool("CORIO_TEST_FLAG", true), true, "unset: the default");
+    setenv("CORIO_TEST_FLAG", "", 1);
+    cr_assert_eq(co__env_bool("CORIO_TEST_FLAG", true), true, "empty: the default");
+    const char *no[] = {"0", "no", "false", "OFF", "False"};
+    for (size_t i = 0; i < sizeof no / sizeof no[0]; i++) {
+        setenv("CORIO_TEST_FLAG", no[i], 1);
+        cr_assert_eq(co__env_bool("CORIO_TEST_FLAG", true), false, "%s", no[i]);
+    }
+    const char *yes[] = {"1", "yes", "true", "on", "2"};
+    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
+        setenv("CORIO_TEST_FLAG", yes[i], 1);
+        cr_assert_eq(co__env_bool("CORIO_TEST_FLAG", false), true, "%s", yes[i]);
+    }
+    unsetenv("CORIO_TEST_FLAG");
+}
+
+Test(env, sizes) {
+    size_t v = 7;
+    unsetenv("CORIO_TEST_SIZE");
+    cr_assert_eq(co__env_size("CORIO_TEST_SIZE", 1, 100, &v), 0);
+    cr_assert_eq(v, 7, "unset: untouched");
+    setenv("CORIO_TEST_SIZE", "42", 1);
+    cr_assert_eq(co__env_size("CORIO_TEST_SIZE", 1, 100, &v), 1);
+    cr_assert_eq(v, 42);
+    const char *bad[] = {"0", "101", "-1", " 5", "5x", "x", "99999999999999999999999"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        v = 7;
+        setenv("CORIO_TEST_SIZE", bad[i], 1);
+        cr_assert_eq(co__env_size("CORIO_TEST_SIZE", 1, 100, &v), -EINVAL, "%s", bad[i]);
+        cr_assert_eq(v, 7, "%s: untouched", bad[i]);
+    }
+    unsetenv("CORIO_TEST_SIZE");
 }

@@ -25,6 +25,7 @@
 
 #include "corio/process.h"
 #include "corio/signal.h"
+#include "../base/env.h"
 #include "internal.h"
 
 #ifndef SYS_pidfd_open
@@ -162,8 +163,7 @@ static atomic_bool co__pidfd_nosys; /* any thread: the kernel has no pidfd_open 
  * CORIO_NO_PIDFD=1 asks for the fallback, or out of fds): wait by polling. */
 static int co__pidfd_open(pid_t pid) {
     if (atomic_load(&co__pidfd_nosys)) return -1;
-    const char *v = getenv("CORIO_NO_PIDFD");
-    if (v && *v && strcmp(v, "0") != 0) return -1;
+    if (co__env_bool("CORIO_NO_PIDFD", false)) return -1;
     int fd = (int)syscall(SYS_pidfd_open, pid, 0);
     if (fd < 0 && errno == ENOSYS) atomic_store(&co__pidfd_nosys, true);
     return fd;
