@@ -171,3 +171,19 @@ Test(env, sizes) {
     }
     unsetenv("CORIO_TEST_SIZE");
 }
+
+/* CO__ASSERT: checked in the sanitizer builds (-DCO_ASSERTS=1), where a
+ * broken invariant aborts; compiled out elsewhere, condition unevaluated. */
+#if defined(CO_ASSERTS)
+#include <signal.h>
+Test(assert, a_broken_invariant_aborts, .signal = SIGABRT) {
+    co__buf b = CO__BUF_INIT;
+    co__buf_consume(&b, 1); /* more than the buffer holds */
+}
+#else
+Test(assert, compiled_out_of_release_builds) {
+    int n = 0;
+    CO__ASSERT(++n == 5);
+    cr_assert_eq(n, 0, "the condition is not evaluated");
+}
+#endif
