@@ -243,7 +243,7 @@ CO_API void co_stream_consume(co_stream *s, size_t n);
  * 0; -EPIPE / -ECONNRESET / ... an earlier background send failed;
  * -CO_ECLOSED after write_eof or close; -EINVAL when n plus what is
  * queued exceeds PTRDIFF_MAX (no buffer can be that large; nothing is
- * sent); -ENOMEM (nothing is queued). */
+ * sent); -ENOMEM (what the kernel did not take at once is not queued). */
 CO_API int co_stream_write(co_stream *s, const void *buf, size_t n);
 /* printf into the stream. 0 or as co_stream_write. */
 CO_API int co_stream_printf(co_stream *s, const char *fmt, ...) CO_PRINTF(2, 3);

@@ -454,9 +454,9 @@ int co_stream_write(co_stream *s, const void *buf, size_t n) {
     int rc = co__stream_check(s, "co_stream_write");
     if (rc) return rc;
     if (!buf && n) return -EINVAL;
+    if (s->loop != co__tls_loop || !co__on_loop_thread(s->loop)) return co__wrongloop(s->loop, "co_stream_write");
     if (n > CO__BUF_MAX - s->out.len)
         return co__io_fail(-EINVAL, "write of %zu bytes to %s: no buffer is that large", n, co__stream_peer(s));
-    if (s->loop != co__tls_loop || !co__on_loop_thread(s->loop)) return co__wrongloop(s->loop, "co_stream_write");
     if (s->err) return co__stream_err(s, "write to", s->err);
     if (s->wclosed) return co__io_fail(-CO_ECLOSED, "write to %s after write_eof or close", co__stream_peer(s));
     const char *p = buf;
