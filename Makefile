@@ -29,6 +29,10 @@ ARCH := $(shell $(CC) -dumpmachine | cut -d- -f1)
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 OPT := -O2 -g
 SANFLAGS :=
+# CO__ASSERT (src/base/assert.h) is checked in the sanitizer builds only.
+ifneq ($(SAN),)
+  CPPFLAGS += -DCO_ASSERTS=1
+endif
 ifeq ($(SAN),asan)
   OPT := -O1 -g
   SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
@@ -45,6 +49,7 @@ LDLIBS := -lpthread -lm
 LDEXE := -rdynamic   # names in corio's overflow backtraces
 
 # ---- sources -------------------------------------------------------------
+BASE_SRC := $(wildcard src/base/*.c)
 ARCH_SRC := src/arch/fiber.c src/arch/stack.c
 ifeq ($(CORIO_CTX),ucontext)
   ARCH_SRC += src/arch/ctx_ucontext.c
@@ -61,7 +66,7 @@ else
   IO_SRC := $(filter-out src/io/tls_none.c,$(IO_SRC))
   LDLIBS += -lssl -lcrypto
 endif
-LIB_SRC := $(ARCH_SRC) $(CORE_SRC) $(SYNC_SRC) $(THREAD_SRC) $(IO_SRC)
+LIB_SRC := $(BASE_SRC) $(ARCH_SRC) $(CORE_SRC) $(SYNC_SRC) $(THREAD_SRC) $(IO_SRC)
 LIB_OBJ := $(patsubst src/%,$(BUILD)/obj/%.o,$(LIB_SRC))
 
 EXAMPLES := $(patsubst examples/%.c,%,$(wildcard examples/*.c))

@@ -139,8 +139,8 @@ static int http_get(const char *name, char **body, size_t *len) {
         goto out;
     }
     for (;;) {
-        if ((n = co_stream_readline(s, line, sizeof line - 1)) < 0) {
-            rc = (int)n;
+        if ((n = co_stream_readline(s, line, sizeof line - 1)) <= 0) { /* 0: the end, mid-headers */
+            rc = n < 0 ? (int)n : -CO_EINCOMPLETE;
             goto out;
         }
         line[n] = 0;

@@ -55,8 +55,8 @@ static int list_dir(const char *dir) {
     ssize_t n;
     while ((n = co_stream_readline(co_process_stdout(p), line, sizeof line)) > 0)
         printf("  %.*s", (int)n, line);
-    /* the end of the output: -CO_EINCOMPLETE, no line left to read */
-    rc = n < 0 && n != -CO_EINCOMPLETE ? (int)n : co_process_wait(p, -1, NULL);
+    /* the end of the output: 0, as asyncio's b'' */
+    rc = n < 0 ? (int)n : co_process_wait(p, -1, NULL);
     if (rc == 0) print_end("ls", p);
     co_process_free(p);
     return rc;

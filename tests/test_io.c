@@ -231,7 +231,7 @@ static void *limit_task(void *arg) {
     /* end of stream without the separator */
     cr_assert_eq(write(sv[0], "tail", 4), 4);
     close(sv[0]);
-    cr_assert_eq(co_stream_readline(r, line, sizeof line), -CO_EINCOMPLETE);
+    cr_assert_eq(co_stream_readuntil(r, "\n", 1, line, sizeof line), -CO_EINCOMPLETE);
     cr_assert_eq(co_stream_read(r, line, sizeof line), 4);
     co_stream_close(r);
     return NULL;
@@ -991,3 +991,225 @@ static void *close_cancelled_task(void *arg) {
     return NULL;
 }
 Test(io, server_close_cancelled_while_waiting) { io_run(close_cancelled_task, NULL); }
+
+/* ==== streams: short reads, absurd lengths, readline at the end, use after close ==== */
+
+#include <sys/ioctl.h>
+#include <netinet/tcp.h>
+
+/* Bounds a wait that must not hang: a regression fails after 10 s
+ * instead of stalling the suite (a lower bound only: passing never
+ * depends on it). */
+#define STALL_BOUND 10.0
+
+typedef struct {
+    int fd;
+    int kind; /* 0: urgent byte, 1: SCM_RIGHTS, 2: seqpacket */
+} short_peer;
+
+/* The peer puts everything in the kernel within one step of the loop:
+ * the reader's wake-up sees all of it at once, and no later edge comes. */
+static void *short_sender(void *arg) {
+    short_peer *p = arg;
+    if (p->kind == 0) {
+        cr_assert_eq(send(p->fd, "abc", 3, 0), 3);
+        cr_assert_eq(send(p->fd, "X", 1, MSG_OOB), 1);
+        cr_assert_eq(send(p->fd, "def", 3, 0), 3);
+    } else if (p->kind == 1) {
+        int pass = dup(0);
+        char cbuf[CMSG_SPACE(sizeof(int))] = {0};
+        struct iovec iov = {"abc", 3};
+        struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
+        struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &pass, sizeof pass);
+        cr_assert_eq(sendmsg(p->fd, &m, 0), 3);
+        close(pass);
+        cr_assert_eq(send(p->fd, "def", 3, 0), 3);
+    } else {
+        cr_assert_eq(send(p->fd, "abc", 3, 0), 3);
+        cr_assert_eq(send(p->fd, "def", 3, 0), 3);
+    }
+    return NULL;
+}
+
+/* The reader asks for everything the peer sends; the first read stops
+ * short with the rest already queued. */
+static void short_read_case(int rfd, int wfd, int kind, const char *want) {
+    co_stream *s;
+    cr_assert_eq(co_stream_open(rfd, NULL, &s), 0, "%s", co_io_error());
+    short_peer peer = {wfd, kind};
+    co_task *t = co_spawn(short_sender, &peer);
+    cr_assert_not_null(t);
+    size_t n = strlen(want);
+    char got[16] = {0};
+    co_scope sc;
+    cr_assert_eq(co_scope_enter(&sc, STALL_BOUND, CO_FAIL_AFTER), 0);
+    ssize_t r = co_stream_readexactly(s, got, n, NULL);
+    int expired = co_scope_exit(&sc);
+    cr_assert_eq(co_join(t, NULL), 0);
+    co_task_release(t);
+    cr_assert_eq(expired, 0, "case %d: the reader stalled with data in the kernel", kind);
+    cr_assert_eq(r, (ssize_t)n, "case %d: %s", kind, co_err_name((int)r));
+    cr_assert_arr_eq(got, want, n);
+    co_stream_close(s);
+    close(wfd);
+}
+
+static void tcp_pair(int *a, int *b) {
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sa;
+    cr_assert_eq(bind(l, (struct sockaddr *)&sa, sizeof sa), 0);
+    cr_assert_eq(listen(l, 1), 0);
+    cr_assert_eq(getsockname(l, (struct sockaddr *)&sa, &len), 0);
+    *a = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_eq(connect(*a, (struct sockaddr *)&sa, sizeof sa), 0);
+    *b = accept(l, NULL, NULL);
+    cr_assert_geq(*b, 0);
+    close(l);
+    int one = 1;
+    setsockopt(*a, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+static void *urgent_task(void *arg) {
+    int inline_oob = (int)(intptr_t)arg;
+    int w, r;
+    tcp_pair(&w, &r);
+    cr_assert_eq(setsockopt(r, SOL_SOCKET, SO_OOBINLINE, &inline_oob, sizeof inline_oob), 0);
+    short_read_case(r, w, 0, inline_oob ? "abcXdef" : "abcdef");
+    return NULL;
+}
+Test(io, short_read_at_tcp_urgent_mark_does_not_stall) { io_run(urgent_task, (void *)0); }
+Test(io, short_read_at_inline_urgent_byte_does_not_stall) { io_run(urgent_task, (void *)1); }
+
+static void *scm_rights_task(void *arg) {
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    short_read_case(sv[0], sv[1], 1, "abcdef");
+    return NULL;
+}
+Test(io, short_read_at_scm_rights_does_not_stall) { io_run(scm_rights_task, NULL); }
+
+static void *seqpacket_task(void *arg) {
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
+    short_read_case(sv[0], sv[1], 2, "abcdef");
+    return NULL;
+}
+Test(io, short_read_on_seqpacket_does_not_stall) { io_run(seqpacket_task, NULL); }
+
+/* Lengths no buffer can have are refused at the edge, at once: the
+ * Criterion timeout catches a spin. */
+static void *absurd_task(void *arg) {
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    co_stream_opts o = {.limit = SIZE_MAX};
+    co_stream *s;
+    cr_assert_eq(co_stream_open(sv[0], &o, &s), 0);
+    char small[16] = "0123456789abcdef";
+    cr_assert_eq(co_stream_write(s, small, SIZE_MAX), -EINVAL);
+    cr_assert_eq(co_stream_write(s, small, ((size_t)1 << 63) + 1), -EINVAL);
+    cr_assert_eq(co_stream_unsent(s), 0, "nothing was queued");
+    const char *p;
+    size_t n;
+    cr_assert_eq(co_stream_peek(s, SIZE_MAX, &p, &n), -EINVAL);
+    cr_assert_eq(co_stream_peek(s, ((size_t)1 << 63) + 1, &p, &n), -EINVAL);
+#if !defined(__SANITIZE_ADDRESS__) /* ASan aborts on such a malloc instead of failing it */
+    cr_assert_eq(co_stream_peek(s, (size_t)1 << 62, &p, &n), -ENOMEM, "%s", co_io_error());
+#endif
+    cr_assert_eq(co_stream_readexactly(s, small, SIZE_MAX, NULL), -EINVAL);
+    /* the stream still works */
+    cr_assert_eq(co_stream_write(s, "ok", 2), 0);
+    char b[2];
+    cr_assert_eq(read(sv[1], b, 2), 2);
+    /* with the socket full, a write goes to the queue at once: the same
+     * lengths must not reach its growth */
+    while (write(sv[0], small, sizeof small) > 0) {}
+    cr_assert_eq(co_stream_write(s, small, SIZE_MAX), -EINVAL);
+    cr_assert_eq(co_stream_write(s, small, ((size_t)1 << 63) + 1), -EINVAL);
+    cr_assert_eq(co_stream_unsent(s), 0);
+    co_stream_abort(s);
+    close(sv[1]);
+    return NULL;
+}
+Test(io, absurd_lengths_are_refused, .timeout = 20) { io_run(absurd_task, NULL); }
+
+/* readline at the end of the stream, as asyncio: the last line without
+ * its newline, then 0; readuntil keeps the strict form. */
+static void *readline_eof_task(void *arg) {
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    co_stream *s;
+    cr_assert_eq(co_stream_open(sv[0], NULL, &s), 0);
+    cr_assert_eq(write(sv[1], "one\nlast", 8), 8);
+    close(sv[1]);
+    char line[16] = {0};
+    cr_assert_eq(co_stream_readline(s, line, sizeof line), 4);
+    cr_assert_arr_eq(line, "one\n", 4);
+    cr_assert_eq(co_stream_readline(s, line, sizeof line), 4, "the unterminated last line");
+    cr_assert_arr_eq(line, "last", 4);
+    cr_assert_eq(co_stream_readline(s, line, sizeof line), 0, "then an empty line");
+    cr_assert_eq(co_stream_readline(s, line, sizeof line), 0);
+    cr_assert(co_stream_at_eof(s));
+    co_stream_close(s);
+
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    cr_assert_eq(co_stream_open(sv[0], NULL, &s), 0);
+    cr_assert_eq(write(sv[1], "tail", 4), 4);
+    close(sv[1]);
+    cr_assert_eq(co_stream_readuntil(s, "\n", 1, line, sizeof line), -CO_EINCOMPLETE);
+    cr_assert_eq(co_stream_readline(s, line, sizeof line), 4);
+    co_stream_close(s);
+    return NULL;
+}
+Test(io, readline_returns_the_last_line_then_empty) { io_run(readline_eof_task, NULL); }
+
+/* A stream used after co_stream_close: -EBADF and a report on stderr
+ * (on a debug loop; in the assertion builds, the ASan pass, on every
+ * loop), not a crash or a silent use of freed memory. */
+static void *after_close_task(void *arg) {
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    co_stream *s;
+    cr_assert_eq(co_stream_open(sv[0], NULL, &s), 0);
+    cr_assert_eq(co_stream_close(s), 0);
+    char b[4];
+    cr_assert_eq(co_stream_read(s, b, sizeof b), -EBADF);
+    cr_assert(strstr(co_io_error(), "after co_stream_close"), "%s", co_io_error());
+    cr_assert_eq(co_stream_readline(s, b, sizeof b), -EBADF);
+    cr_assert_eq(co_stream_write(s, "x", 1), -EBADF);
+    cr_assert_eq(co_stream_drain(s), -EBADF);
+    cr_assert_eq(co_stream_close(s), -EBADF, "a second close");
+    cr_assert_eq(co_stream_fd(s), -1);
+    close(sv[1]);
+    return NULL;
+}
+static void after_close_run(bool debug) {
+    /* stderr into a file for the duration, to look for the report */
+    FILE *cap = tmpfile();
+    cr_assert_not_null(cap);
+    fflush(stderr);
+    int saved = dup(2);
+    dup2(fileno(cap), 2);
+    co_loop *L = tu_loop_opts(false, debug, 0);
+    int rc = tu_run(L, after_close_task, NULL, NULL);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    cr_assert_eq(rc, 0);
+    tu_close(L);
+    char out[4096] = {0};
+    rewind(cap);
+    size_t n = fread(out, 1, sizeof out - 1, cap);
+    fclose(cap);
+    cr_assert_gt(n, 0, "nothing reported");
+    cr_assert(strstr(out, "corio: co_stream_read on stream"), "%s", out);
+    cr_assert(strstr(out, "corio: co_stream_close on stream"), "%s", out);
+}
+Test(io, read_after_close_is_reported_in_debug_mode) { after_close_run(true); }
+#if defined(CO_ASSERTS)
+Test(io, read_after_close_is_reported_in_the_asan_build) { after_close_run(false); }
+#endif

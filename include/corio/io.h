@@ -182,7 +182,13 @@ CO_API char *co_sockaddr_str(const struct sockaddr *sa, socklen_t len, char *buf
  *
  * Ownership: the creator owns the stream; co_stream_close (or _abort)
  * frees it, whatever it returns. One task reads and one task writes at a
- * time (two readers at once: -EBUSY). */
+ * time (two readers at once: -EBUSY).
+ *
+ * Use after close is a bug, reported on stderr and failed with -EBADF
+ * (co_stream_fd: -1, co_stream_unsent: 0) while the memory is still the
+ * stream's: always on a debug loop (CORIO_DEBUG=1) and in builds with
+ * assertions (the ASan test pass), which keep the last 64 closed streams'
+ * structs for that; by chance otherwise. */
 typedef struct co_stream co_stream;
 
 typedef struct co_stream_opts {
@@ -209,7 +215,7 @@ CO_API ssize_t co_stream_read(co_stream *s, void *buf, size_t max);
 
 /* Reads exactly n bytes. n (all read); -CO_EINCOMPLETE at end of stream
  * before n bytes, with the *got bytes that did arrive in buf (got may be
- * NULL); -errno. A cancelled or timed-out call leaves what it had read
+ * NULL); -EINVAL for n > PTRDIFF_MAX; -errno. A cancelled or timed-out call leaves what it had read
  * in the stream's buffer (nothing is lost). */
 CO_API ssize_t co_stream_readexactly(co_stream *s, void *buf, size_t n, size_t *got);
 
@@ -219,20 +225,25 @@ CO_API ssize_t co_stream_readexactly(co_stream *s, void *buf, size_t n, size_t *
  * so nothing is dropped); -CO_EINCOMPLETE at end of stream without sep
  * (the partial data stays buffered too); -errno. */
 CO_API ssize_t co_stream_readuntil(co_stream *s, const void *sep, size_t seplen, void *buf, size_t cap);
-/* co_stream_readuntil with "\n". */
+/* co_stream_readuntil with "\n", except at end of stream, where it is
+ * asyncio's readline: the last line even without its newline, then 0
+ * (an empty line) from every later call. (readuntil keeps the strict
+ * form: -CO_EINCOMPLETE.) */
 CO_API ssize_t co_stream_readline(co_stream *s, void *buf, size_t cap);
 
 /* Zero-copy reading for parsers: waits until at least `want` bytes are
  * buffered (or end of stream), then *p / *n show everything buffered,
  * valid until the next call on s. 0 (n >= want), -CO_EINCOMPLETE (end of
  * stream first; *p / *n still show what is there), -CO_ELIMIT (want >
- * the limit), -errno. co_stream_consume drops n bytes from the front. */
+ * the limit), -EINVAL (want > PTRDIFF_MAX), -ENOMEM, -errno. co_stream_consume drops n bytes from the front. */
 CO_API int co_stream_peek(co_stream *s, size_t want, const char **p, size_t *n);
 CO_API void co_stream_consume(co_stream *s, size_t n);
 
 /* Queues n bytes for sending (tries to send at once; never suspends).
  * 0; -EPIPE / -ECONNRESET / ... an earlier background send failed;
- * -CO_ECLOSED after write_eof or close; -ENOMEM. */
+ * -CO_ECLOSED after write_eof or close; -EINVAL when n plus what is
+ * queued exceeds PTRDIFF_MAX (no buffer can be that large; nothing is
+ * sent); -ENOMEM (what the kernel did not take at once is not queued). */
 CO_API int co_stream_write(co_stream *s, const void *buf, size_t n);
 /* printf into the stream. 0 or as co_stream_write. */
 CO_API int co_stream_printf(co_stream *s, const char *fmt, ...) CO_PRINTF(2, 3);

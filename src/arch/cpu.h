@@ -3,6 +3,8 @@
 #ifndef CO_ARCH_CPU_H
 #define CO_ARCH_CPU_H
 
+#include "../base/hints.h" /* the branch hints, for arch and every layer above */
+
 static inline void co__cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();

@@ -3,11 +3,10 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "cpu.h"
 #include "ctx.h"
 
 void co__ctx_trampoline(void);
-
-#define co__unlikely_fp(x) __builtin_expect(!!(x), 0)
 
 void co__ctx_make(co__ctx *ctx, void *lo, size_t size, void (*entry)(void *), void *arg) {
     uintptr_t top = ((uintptr_t)lo + size) & ~(uintptr_t)15;
@@ -18,7 +17,7 @@ void co__ctx_make(co__ctx *ctx, void *lo, size_t size, void (*entry)(void *), vo
      * had when it made its first context (reading it costs more than the
      * rest of this function, and it is the same for every task). */
     static _Thread_local uint64_t fpctl;
-    if (co__unlikely_fp(!fpctl)) {
+    if (co__unlikely(!fpctl)) {
         uint32_t mxcsr;
         uint16_t fpcw;
         __asm__ volatile("stmxcsr %0" : "=m"(mxcsr));

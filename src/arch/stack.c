@@ -13,6 +13,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "../base/env.h"
 #include "fiber.h"
 #include "stack.h"
 
@@ -67,8 +68,8 @@ size_t co__stack_guarded_limit(void) {
      * limit for the rest of the process: libraries, malloc arenas, files. */
     long reserve = maxmap / 8 > 2048 ? maxmap / 8 : 2048;
     lim = maxmap > reserve ? (size_t)(maxmap - reserve) / 2 : 1;
-    const char *env = getenv("CORIO_GUARDED_STACKS_MAX");
-    if (env && *env) lim = (size_t)strtoull(env, NULL, 10) + 1; /* +1: 0 must mean "none" */
+    size_t env;
+    if (co__env_size("CORIO_GUARDED_STACKS_MAX", 0, SIZE_MAX - 1, &env) > 0) lim = env + 1; /* +1: 0 must mean "none" */
     atomic_store(&g_guarded_limit, lim);
     return lim;
 }

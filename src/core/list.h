@@ -10,16 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define co__container_of(ptr, type, member) \
-    ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
-
-#if defined(__GNUC__)
-#define co__likely(x) __builtin_expect(!!(x), 1)
-#define co__unlikely(x) __builtin_expect(!!(x), 0)
-#else
-#define co__likely(x) (x)
-#define co__unlikely(x) (x)
-#endif
+#include "../base/hints.h" /* co__container_of, co__likely / co__unlikely */
 
 typedef struct co__list {
     struct co__list *next, *prev;

@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../base/env.h"
 #include "internal.h"
 
 #define CO__BUDGET 256
@@ -92,11 +93,6 @@ static const co__stack *co__running_stack(char *name, size_t n) {
 
 /* ---- loops ------------------------------------------------------------------------ */
 
-static bool co__env_true(const char *name) {
-    const char *v = getenv(name);
-    return v && *v && strcmp(v, "0") != 0;
-}
-
 co_loop *co_loop_new(const co_loop_opts *opts) {
     co_loop_opts o;
     memset(&o, 0, sizeof o);
@@ -124,8 +120,8 @@ co_loop *co_loop_new(const co_loop_opts *opts) {
     co__heap_init(&L->timers);
     co__list_init(&L->all);
     co__stack_pool_init(&L->stacks);
-    L->virtual_clock = o.virtual_clock || co__env_true("CORIO_VIRTUAL_CLOCK");
-    L->debug = o.debug || co__env_true("CORIO_DEBUG");
+    L->virtual_clock = o.virtual_clock || co__env_bool("CORIO_VIRTUAL_CLOCK", false);
+    L->debug = o.debug || co__env_bool("CORIO_DEBUG", false);
     L->precise_timers = o.precise_timers;
     L->slow_ns = o.slow_step > 0 ? (int64_t)(o.slow_step * 1e9) : 100 * 1000 * 1000;
     L->default_stack = co__stack_round(o.stack_size);

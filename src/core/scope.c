@@ -18,8 +18,7 @@
 
 #include "internal.h"
 
-_Static_assert(sizeof(co__scope) <= sizeof(co_scope), "co_scope storage too small");
-_Static_assert(_Alignof(co__scope) <= _Alignof(co_scope), "co_scope alignment");
+CO__CHECK_SIZE(co_scope, co__scope);
 
 static inline co__scope *co__sc(co_scope *s) { return (co__scope *)(void *)s; }
 static inline const co__scope *co__csc(const co_scope *s) { return (const co__scope *)(const void *)s; }

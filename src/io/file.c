@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../base/buf.h"
 #include "corio/file.h"
 #include "corio/thread.h"
 
@@ -641,6 +642,29 @@ int co_file_unlink(const char *path) {
 
 /* ---- whole files ------------------------------------------------------------------- */
 
+/* Reads f to its end into b: 0, -EFBIG past max_bytes, -ENOMEM, or the
+ * read's error. hint: the size fstat stated (0: none); a buffer of
+ * hint + 2 bytes reads a file that did not grow in one go and sees its
+ * end at once (the 2: one byte past the size, one for the NUL). */
+static int co__file_slurp(co_file *f, size_t max_bytes, size_t hint, co__buf *b) {
+    int rc = hint ? co__buf_reserve(b, hint + 2) : 0;
+    while (rc == 0) {
+        if ((rc = co__buf_reserve(b, 2))) break; /* a byte to read, one for the NUL */
+        size_t n = co__buf_len(b);
+        size_t want = co__buf_room(b) - 1, room = max_bytes - n;
+        if (want > room) want = room + 1; /* one past the limit is enough to know */
+        ssize_t k = co__file_readat(f, co__buf_tail(b), want, f->seekable ? (off_t)n : -1);
+        if (k < 0) return (int)k;
+        co__buf_commit(b, (size_t)k);
+        if (co__buf_len(b) > max_bytes) return -EFBIG;
+        /* End of file: nothing more, or less than asked once the stated
+         * size is in (procfs and sysfs files state 0 and read short
+         * before their end, so a short read alone proves nothing). */
+        if (k == 0 || (hint && co__buf_len(b) >= hint && (size_t)k < want)) return 0;
+    }
+    return rc == -EINVAL ? -EFBIG : rc;
+}
+
 int co_file_read_all(const char *path, size_t max_bytes, char **data, size_t *len) {
     if (data) *data = NULL;
     if (len) *len = 0;
@@ -650,69 +674,18 @@ int co_file_read_all(const char *path, size_t max_bytes, char **data, size_t *le
     co_file *f;
     rc = co__file_open(path, O_RDONLY, 0, false, &f);
     if (rc) return rc;
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
+    co__buf b = CO__BUF_INIT;
     struct stat st;
     rc = co__fops->fstat(f, &st);
-    if (rc) goto out;
-    if (S_ISDIR(st.st_mode)) { /* open(2) lets a directory be read... by read(2) failing */
-        rc = -EISDIR;
-        goto out;
-    }
-    /* A regular file says its size: ask for one byte more, so a file that
-     * did not grow meanwhile is read in one go and its end seen at once. */
-    size_t hint = S_ISREG(st.st_mode) && st.st_size > 0 ? (size_t)st.st_size : 0;
-    if (hint > max_bytes) {
-        rc = -EFBIG;
-        goto out;
-    }
-    /* The buffer never grows past the limit + 1 byte to see the file is
-     * over it + 1 byte for the NUL. */
-    size_t most = max_bytes < SIZE_MAX - 2 ? max_bytes + 2 : SIZE_MAX;
-    for (;;) {
-        if (cap - n < 2) {
-            size_t want = cap ? (cap > SIZE_MAX / 2 ? SIZE_MAX : cap * 2) : (hint ? hint + 2 : 4096);
-            if (want > most) want = most;
-            if (want <= cap) { /* cannot happen: n <= max_bytes leaves room */
-                rc = -EFBIG;
-                goto out;
-            }
-            char *nb = realloc(buf, want);
-            if (!nb) {
-                rc = -ENOMEM;
-                goto out;
-            }
-            buf = nb;
-            cap = want;
-        }
-        size_t want = cap - n - 1, room = max_bytes - n;
-        if (want > room) want = room + 1; /* one past the limit is enough to know */
-        ssize_t k = co__file_readat(f, buf + n, want, f->seekable ? (off_t)n : -1);
-        if (k < 0) {
-            rc = (int)k;
-            goto out;
-        }
-        n += (size_t)k;
-        if (n > max_bytes) {
-            rc = -EFBIG;
-            goto out;
-        }
-        /* End of file: nothing more, or less than asked once the stated
-         * size is in (procfs and sysfs files state 0 and read short
-         * before their end, so a short read alone proves nothing). */
-        if (k == 0 || (hint && n >= hint && (size_t)k < want)) break;
-    }
-    buf[n] = 0; /* the first turn of the loop allocated buf */
-out:;
+    if (rc == 0 && S_ISDIR(st.st_mode)) rc = -EISDIR; /* open(2) lets a directory be read... by read(2) failing */
+    size_t hint = rc == 0 && S_ISREG(st.st_mode) && st.st_size > 0 ? (size_t)st.st_size : 0;
+    if (rc == 0 && hint > max_bytes) rc = -EFBIG;
+    if (rc == 0) rc = co__file_slurp(f, max_bytes, hint, &b);
     int crc = co__fops->close(f);
     if (!rc) rc = crc;
-    if (rc) {
-        free(buf);
-        return rc;
-    }
-    *data = buf;
-    *len = n;
-    return 0;
+    if (!rc) rc = co__buf_detach(&b, data, len); /* room for the NUL is there: no allocation */
+    co__buf_free(&b);
+    return rc;
 }
 
 /* A name for a temporary file next to path: "DIR/.BASE.XXXXXX.tmp", BASE

@@ -9,6 +9,8 @@
 
 #include <sys/types.h>
 
+#include "../base/assert.h"
+#include "../base/buf.h"
 #include "../core/internal.h"
 #include "corio/io.h"
 
@@ -65,13 +67,16 @@ typedef struct co__transport {
     const char *name; /* "tcp", "pipe", "tls" */
 } co__transport;
 
-/* A growable byte buffer: data lives in [off, off + len) of mem[cap]. */
-typedef struct co__buf {
-    char *mem;
-    size_t off, len, cap;
-} co__buf;
+/* A stream's magic while it is open; co_stream_close writes
+ * CO__STREAM_DEAD before it frees (or, in debug and assertion builds,
+ * quarantines) the struct, and every entry point checks it: a use after
+ * close is -EBADF with a report instead of a crash where the memory is
+ * still ours (see co__stream_check in stream.c). */
+#define CO__STREAM_LIVE 0x5354524Du /* "STRM" */
+#define CO__STREAM_DEAD 0xDEADC105u
 
 struct co_stream {
+    unsigned magic;          /* CO__STREAM_LIVE while open */
     co_loop *loop;
     int fd;
     const co__transport *tr;
@@ -83,6 +88,8 @@ struct co_stream {
     bool wclosed;            /* write_eof or close: no more writes */
     bool reading, writing;   /* a task is in a read / a drain (one each at a time) */
     bool is_sock;            /* send with MSG_NOSIGNAL; shutdown(SHUT_WR) for write_eof */
+    bool short_drains;       /* a plain-transport read shorter than asked proves the socket
+                                empty (co__plain_read): set for AF_UNIX SOCK_STREAM only */
     int bg_want;             /* the edge the background flush waits for (CO_WRITE; TLS may want CO_READ) */
     unsigned tr_gen;         /* co__io_error_gen() before the last transport call: a
                                 transport that explained its failure (TLS) keeps its sentence */
@@ -96,5 +103,12 @@ struct co_stream {
 int co__stream_wait(co_stream *s, int want);
 /* Sends everything queued in s->out, waiting as needed. 0 or error. */
 int co__stream_flush(co_stream *s);
+/* 0 if s is open; -EINVAL for NULL; -EBADF, reported on stderr, after
+ * co_stream_close (what names the call). */
+int co__stream_check(const co_stream *s, const char *what);
+/* Moves the bytes s has read ahead but nobody consumed into *dst (which
+ * must hold no memory): TLS hands them to its BIO first. s->in is left
+ * empty. */
+void co__stream_take_input(co_stream *s, co__buf *dst);
 
 #endif

@@ -25,6 +25,7 @@
 
 #include "corio/process.h"
 #include "corio/signal.h"
+#include "../base/env.h"
 #include "internal.h"
 
 #ifndef SYS_pidfd_open
@@ -162,8 +163,7 @@ static atomic_bool co__pidfd_nosys; /* any thread: the kernel has no pidfd_open 
  * CORIO_NO_PIDFD=1 asks for the fallback, or out of fds): wait by polling. */
 static int co__pidfd_open(pid_t pid) {
     if (atomic_load(&co__pidfd_nosys)) return -1;
-    const char *v = getenv("CORIO_NO_PIDFD");
-    if (v && *v && strcmp(v, "0") != 0) return -1;
+    if (co__env_bool("CORIO_NO_PIDFD", false)) return -1;
     int fd = (int)syscall(SYS_pidfd_open, pid, 0);
     if (fd < 0 && errno == ENOSYS) atomic_store(&co__pidfd_nosys, true);
     return fd;
@@ -416,8 +416,7 @@ char *co_process_status_str(int returncode, char *buf, size_t n) {
 typedef struct co__sink {
     co_stream *s;
     bool keep;          /* false: read and drop */
-    char *buf;
-    size_t len, cap;
+    co__buf buf;        /* what was kept */
 } co__sink;
 
 typedef struct co__comm {
@@ -449,21 +448,14 @@ static void *co__comm_drain(void *arg) {
     co__sink *k = arg;
     char scratch[4096];
     for (;;) {
-        if (k->keep && k->cap - k->len < CO__CHUNK / 4) {
-            size_t cap = k->cap ? k->cap * 2 : CO__CHUNK;
-            char *b = realloc(k->buf, cap);
-            if (!b) return co_fail(-ENOMEM, "communicate: no memory for %zu bytes of output", cap);
-            k->buf = b;
-            k->cap = cap;
-        }
-        /* room for the NUL kept at the end */
-        ssize_t n = k->keep ? co_stream_read(k->s, k->buf + k->len, k->cap - k->len - 1)
+        if (k->keep && co__buf_reserve(&k->buf, CO__CHUNK / 4))
+            return co_fail(-ENOMEM, "communicate: no memory for %zu bytes of output", co__buf_len(&k->buf));
+        ssize_t n = k->keep ? co_stream_read(k->s, co__buf_tail(&k->buf), co__buf_room(&k->buf))
                             : co_stream_read(k->s, scratch, sizeof scratch);
         if (n == 0) break;
         if (n < 0) return co_fail((int)n, "%s", co_io_error());
-        if (k->keep) k->len += (size_t)n;
+        if (k->keep) co__buf_commit(&k->buf, (size_t)n);
     }
-    if (k->keep) k->buf[k->len] = 0;
     return NULL;
 }
 
@@ -489,24 +481,20 @@ int co_process_communicate(co_process *p, const void *input, size_t len, char **
     co_group_free(g);
     if (!rc) rc = jrc;
     if (!rc) rc = co__proc_wait(p, CO__NO_DEADLINE);
-    if (rc < 0) {
-        free(c.sink[0].buf);
-        free(c.sink[1].buf);
-        return rc;
-    }
-    for (int i = 0; i < 2; i++) {
+    /* each kept output as a NUL-terminated string ("" if nothing came) */
+    for (int i = 0; i < 2 && rc >= 0; i++) {
         char **dst = i ? err : out;
         size_t *dlen = i ? errlen : outlen;
-        co__sink *k = &c.sink[i];
-        if (!dst) continue;
-        if (k->s && !k->buf && !(k->buf = calloc(1, 1))) { /* nothing came: "" */
-            free(c.sink[0].buf);
-            free(c.sink[1].buf);
-            if (out) *out = NULL;
-            return -ENOMEM;
-        }
-        *dst = k->buf;
-        if (dlen) *dlen = k->len;
+        size_t n = 0;
+        if (dst && c.sink[i].s) rc = co__buf_detach(&c.sink[i].buf, dst, &n);
+        if (dlen) *dlen = n;
     }
-    return 0;
+    co__buf_free(&c.sink[0].buf);
+    co__buf_free(&c.sink[1].buf);
+    if (rc < 0 && out) {
+        free(*out);
+        *out = NULL;
+        if (outlen) *outlen = 0;
+    }
+    return rc < 0 ? rc : 0;
 }

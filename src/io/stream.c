@@ -8,10 +8,18 @@
  * nothing is queued (the common case: no copy, no wait), queues the rest,
  * and the fd's writable edges flush the queue in the background (the
  * fd record's hook) while no task is flushing. drain is the flow control.
+ * Both buffers are base/buf.h's co__buf; other files reach the input
+ * buffer only through co__stream_take_input.
+ *
+ * Every entry point checks the stream's magic first (internal.h): a
+ * closed stream gives -EBADF and a report, not a crash, while its memory
+ * is still ours (always in assertion builds and on debug loops, which
+ * quarantine closed streams; by luck otherwise).
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,14 +37,21 @@
 /* ---- the plain transport -------------------------------------------------------------- */
 
 /* The edge-triggered bookkeeping saves the read that would only say
- * EAGAIN: a read shorter than asked emptied the socket at that moment, so
- * its READ bit is cleared at once, and a read with the bit clear waits for
+ * EAGAIN when a read shorter than asked proves the socket empty: its READ
+ * bit is then cleared at once, and a read with the bit clear waits for
  * the next edge (data arriving later always brings one) without a system
- * call. */
+ * call. The proof holds only where the kernel stops a read short for no
+ * other reason than an empty queue: an AF_UNIX SOCK_STREAM socket read
+ * with recvmsg, whose MSG_CTRUNC shows the one other stop (ancillary data
+ * such as SCM_RIGHTS, which it drops). It does not hold for TCP (a read
+ * stops before the urgent mark with data queued behind it, and nothing
+ * in the result says so), for SOCK_SEQPACKET or datagram sockets (one
+ * message per read), nor for packet-mode pipes or terminals (a packet, a
+ * line per read): all those read until EAGAIN. */
 static ssize_t co__plain_read(co_stream *s, void *buf, size_t n, int *want) {
     /* Not after the peer's end of stream: the read that returns 0 there
      * brings no edge of its own. */
-    bool skip = s->is_sock && !co__fd_ended(s->loop, s->fd);
+    bool skip = s->short_drains && !co__fd_ended(s->loop, s->fd);
     if (skip && !(co__fd_ready(s->loop, s->fd) & CO_READ)) {
         *want = CO_READ;
         return -EAGAIN;
@@ -44,13 +59,25 @@ static ssize_t co__plain_read(co_stream *s, void *buf, size_t n, int *want) {
     int rc = co__fault(CO_FAULT_READ);
     if (rc) return rc;
     for (;;) {
-        ssize_t r = read(s->fd, buf, n);
-        if (r > 0 && (size_t)r < n && skip) co__fd_clear(s->loop, s->fd, CO_READ);
+        struct iovec iov = {buf, n};
+        struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
+        ssize_t r = s->short_drains ? recvmsg(s->fd, &m, 0) : read(s->fd, buf, n);
+        if (r > 0 && (size_t)r < n && skip && !(m.msg_flags & MSG_CTRUNC)) co__fd_clear(s->loop, s->fd, CO_READ);
         if (r >= 0) return r;
         if (errno == EINTR) continue;
         if (errno == EAGAIN) *want = CO_READ;
         return -errno;
     }
+}
+
+/* Whether fd is a socket whose short reads prove it empty (above). */
+static bool co__short_read_drains(int fd) {
+    int type = 0, domain = 0;
+    socklen_t len = sizeof type;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0) return false;
+    len = sizeof domain;
+    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0) return false;
+    return type == SOCK_STREAM && domain == AF_UNIX;
 }
 
 static ssize_t co__plain_write(co_stream *s, const void *buf, size_t n, int *want) {
@@ -79,57 +106,44 @@ static int co__plain_shutdown(co_stream *s, int *want) {
 static const co__transport co__plain = {
     .read = co__plain_read, .write = co__plain_write, .shutdown = co__plain_shutdown, .free = NULL, .name = "fd"};
 
-/* ---- buffers -------------------------------------------------------------------------- */
+/* ---- use after close ------------------------------------------------------------------ */
 
-/* Room for at least `room` more bytes after the data; compacts first. */
-static int co__buf_reserve(co__buf *b, size_t room) {
-    if (b->cap - b->off - b->len >= room) return 0;
-    if (b->off && b->cap - b->len >= room) {
-        memmove(b->mem, b->mem + b->off, b->len);
-        b->off = 0;
-        return 0;
+/* In assertion builds (the ASan pass) and on debug loops a closed
+ * stream's struct is not freed at once: it stays, marked dead, among the
+ * last CO__QUARANTINE closed streams, so that a use after close meets the
+ * magic and is reported (older ones are freed: ASan reports a use of
+ * those). The quarantine is global (streams of every loop thread, hence
+ * the lock; debug builds only) and reachable, so no leak checker counts
+ * it. */
+#define CO__QUARANTINE 64
+static co_stream *co__quarantine[CO__QUARANTINE];
+static unsigned co__quarantine_next;
+static pthread_mutex_t co__quarantine_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void co__stream_release(co_stream *s) {
+    bool keep = CO__ASSERTS_ON || s->loop->debug;
+    s->magic = CO__STREAM_DEAD;
+    if (!keep) {
+        free(s);
+        return;
     }
-    size_t cap = b->cap ? b->cap : CO__STREAM_INBUF;
-    while (cap - b->len < room) cap *= 2;
-    char *m = malloc(cap);
-    if (!m) return -ENOMEM;
-    if (b->len) memcpy(m, b->mem + b->off, b->len);
-    free(b->mem);
-    b->mem = m;
-    b->cap = cap;
-    b->off = 0;
-    return 0;
+    pthread_mutex_lock(&co__quarantine_lock);
+    co_stream *old = co__quarantine[co__quarantine_next % CO__QUARANTINE];
+    co__quarantine[co__quarantine_next++ % CO__QUARANTINE] = s;
+    pthread_mutex_unlock(&co__quarantine_lock);
+    free(old);
 }
 
-static int co__buf_append(co__buf *b, const void *p, size_t n) {
-    int rc = co__buf_reserve(b, n);
-    if (rc) return rc;
-    memcpy(b->mem + b->off + b->len, p, n);
-    b->len += n;
-    return 0;
+/* what was called on a stream that is not open: reported on stderr (a
+ * bug in the caller, which may not look at the return value) and -EBADF. */
+static int co__stream_dead(const co_stream *s, const char *what) {
+    fprintf(stderr, "corio: %s on stream %p after co_stream_close (use after close)\n", what, (const void *)s);
+    return co__io_fail(-EBADF, "%s on a stream after co_stream_close", what);
 }
 
-static void co__buf_consume(co__buf *b, size_t n) {
-    b->off += n;
-    b->len -= n;
-    if (b->len == 0) b->off = 0;
-}
-
-/* Puts bytes back in front (a cancelled readexactly returns what it took). */
-static int co__buf_unread(co__buf *b, const void *p, size_t n) {
-    if (n == 0) return 0;
-    if (b->off >= n) {
-        b->off -= n;
-        memcpy(b->mem + b->off, p, n);
-        b->len += n;
-        return 0;
-    }
-    int rc = co__buf_reserve(b, n);
-    if (rc) return rc;
-    memmove(b->mem + b->off + n, b->mem + b->off, b->len);
-    memcpy(b->mem + b->off, p, n);
-    b->len += n;
-    return 0;
+int co__stream_check(const co_stream *s, const char *what) {
+    if (!s) return -EINVAL;
+    return co__likely(s->magic == CO__STREAM_LIVE) ? 0 : co__stream_dead(s, what);
 }
 
 /* ---- life ----------------------------------------------------------------------------- */
@@ -171,9 +185,11 @@ int co_stream_open(int fd, const co_stream_opts *opts, co_stream **out) {
         return co__io_fail(-EPERM, "fd %d is a regular file or directory: it cannot be polled (use the file API)", fd);
     co_stream *s = calloc(1, sizeof *s);
     if (!s) return -ENOMEM;
+    s->magic = CO__STREAM_LIVE;
     s->loop = L;
     s->fd = fd;
     s->is_sock = S_ISSOCK(st.st_mode);
+    s->short_drains = s->is_sock && co__short_read_drains(fd);
     s->tr = &co__plain;
     s->bg_want = CO_WRITE;
     s->limit = opts && opts->limit ? opts->limit : CO__STREAM_LIMIT;
@@ -200,25 +216,27 @@ static void co__stream_free(co_stream *s) {
         close(s->fd);
     }
     if (s->tr->free) s->tr->free(s);
-    free(s->in.mem);
-    free(s->out.mem);
-    free(s);
+    co__buf_free(&s->in);
+    co__buf_free(&s->out);
+    co__stream_release(s);
 }
 
 void co_stream_abort(co_stream *s) {
-    if (!s) return;
+    if (!s || co__stream_check(s, "co_stream_abort")) return;
     co__stream_free(s);
 }
 
-/* Common entry checks: the caller runs in a task of s's loop. */
-static int co__stream_enter(co_stream *s) {
-    if (!s) return -EINVAL;
-    co_task *t;
-    int rc = co__can_suspend(&t);
+/* Common entry checks: s is open and the caller runs in a task of its loop. */
+static int co__stream_enter(co_stream *s, const char *what) {
+    int rc = co__stream_check(s, what);
     if (rc) return rc;
-    if (t->loop != s->loop) return co__wrongloop(s->loop, "co_stream");
+    co_task *t;
+    if ((rc = co__can_suspend(&t))) return rc;
+    if (t->loop != s->loop) return co__wrongloop(s->loop, what);
     return 0;
 }
+
+void co__stream_take_input(co_stream *s, co__buf *dst) { co__buf_move(dst, &s->in); }
 
 int co__stream_wait(co_stream *s, int want) {
     if (s->fd < 0) return -EBADF;
@@ -250,16 +268,16 @@ static ssize_t co__stream_read1(co_stream *s, void *buf, size_t n) {
 /* One read into the input buffer (growing it up to `room` free bytes). */
 static ssize_t co__stream_fill(co_stream *s, size_t room) {
     if (s->eof) return 0;
-    int rc = co__buf_reserve(&s->in, room);
-    if (rc) return rc;
     co__buf *b = &s->in;
-    ssize_t r = co__stream_read1(s, b->mem + b->off + b->len, b->cap - b->off - b->len);
-    if (r > 0) b->len += (size_t)r;
+    int rc = co__buf_reserve(b, room);
+    if (rc) return co__io_fail(rc, "no room for %zu more bytes from %s: %s", room, co__stream_peer(s), co_strerror(rc));
+    ssize_t r = co__stream_read1(s, co__buf_tail(b), co__buf_room(b));
+    if (r > 0) co__buf_commit(b, (size_t)r);
     return r;
 }
 
-static int co__stream_reader(co_stream *s) {
-    int rc = co__stream_enter(s);
+static int co__stream_reader(co_stream *s, const char *what) {
+    int rc = co__stream_enter(s, what);
     if (rc) return rc;
     if (s->reading) return co__io_fail(-EBUSY, "another task is reading from %s", co__stream_peer(s));
     s->reading = true;
@@ -267,26 +285,20 @@ static int co__stream_reader(co_stream *s) {
 }
 
 ssize_t co_stream_read(co_stream *s, void *buf, size_t max) {
-    int rc = co__stream_reader(s);
+    int rc = co__stream_reader(s, "co_stream_read");
     if (rc) return rc;
     ssize_t r;
     if (max == 0) {
         r = 0;
     } else if (s->in.len) {
-        r = (ssize_t)(s->in.len < max ? s->in.len : max);
-        memcpy(buf, s->in.mem + s->in.off, (size_t)r);
-        co__buf_consume(&s->in, (size_t)r);
+        r = (ssize_t)co__buf_take(&s->in, buf, max);
     } else if (s->eof) {
         r = 0;
     } else if (max >= CO__STREAM_INBUF / 2) {
         r = co__stream_read1(s, buf, max); /* straight into the caller's memory */
     } else {
         r = co__stream_fill(s, CO__STREAM_INBUF / 2);
-        if (r > 0) {
-            r = (ssize_t)(s->in.len < max ? s->in.len : max);
-            memcpy(buf, s->in.mem + s->in.off, (size_t)r);
-            co__buf_consume(&s->in, (size_t)r);
-        }
+        if (r > 0) r = (ssize_t)co__buf_take(&s->in, buf, max);
     }
     s->reading = false;
     return r;
@@ -294,14 +306,12 @@ ssize_t co_stream_read(co_stream *s, void *buf, size_t max) {
 
 ssize_t co_stream_readexactly(co_stream *s, void *buf, size_t n, size_t *got) {
     if (got) *got = 0;
-    int rc = co__stream_reader(s);
+    if (n > CO__BUF_MAX) return co__io_fail(-EINVAL, "readexactly of %zu bytes: no buffer is that large", n);
+    if (!buf && n) return -EINVAL;
+    int rc = co__stream_reader(s, "co_stream_readexactly");
     if (rc) return rc;
     char *p = buf;
-    size_t have = s->in.len < n ? s->in.len : n;
-    if (have) {
-        memcpy(p, s->in.mem + s->in.off, have);
-        co__buf_consume(&s->in, have);
-    }
+    size_t have = co__buf_take(&s->in, p, n);
     ssize_t r = 1;
     while (have < n) {
         r = co__stream_read1(s, p + have, n - have);
@@ -318,21 +328,32 @@ ssize_t co_stream_readexactly(co_stream *s, void *buf, size_t n, size_t *got) {
         return co__io_fail(-CO_EINCOMPLETE, "%s ended after %zu of %zu bytes", co__stream_peer(s), have, n);
     }
     /* cancelled, timed out or failed: nothing read is lost */
-    if (co__buf_unread(&s->in, p, have) < 0 && got) *got = have;
+    if (co__buf_prepend(&s->in, p, have) < 0 && got) *got = have;
     return r;
 }
 
 /* Finds sep in the buffer from `from`; the index after it, or 0. */
 static size_t co__find(const co__buf *b, size_t from, const void *sep, size_t seplen) {
     if (b->len < seplen || from > b->len - seplen) return 0;
-    const char *base = b->mem + b->off;
+    const char *base = co__buf_data(b);
     const char *hit = memmem(base + from, b->len - from, sep, seplen);
     return hit ? (size_t)(hit - base) + seplen : 0;
 }
 
-ssize_t co_stream_readuntil(co_stream *s, const void *sep, size_t seplen, void *buf, size_t cap) {
+/* At end of stream without sep: readuntil's strict form fails with
+ * -CO_EINCOMPLETE and leaves the bytes readable; readline's (asyncio's)
+ * hands over what is left, a last line without its newline (< max bytes,
+ * the loop's limit check saw to that), and then 0. */
+static ssize_t co__stream_until_eof(co_stream *s, bool partial, void *buf) {
+    if (partial) return (ssize_t)co__buf_take(&s->in, buf, s->in.len);
+    return co__io_fail(-CO_EINCOMPLETE, "%s ended without the separator (%zu bytes stay readable)",
+                       co__stream_peer(s), s->in.len);
+}
+
+static ssize_t co__stream_until(co_stream *s, const void *sep, size_t seplen, void *buf, size_t cap, bool partial,
+                                const char *what) {
     if (!sep || seplen == 0 || (!buf && cap)) return -EINVAL;
-    int rc = co__stream_reader(s);
+    int rc = co__stream_reader(s, what);
     if (rc) return rc;
     size_t max = s->limit < cap ? s->limit : cap;
     size_t scanned = 0;
@@ -340,13 +361,8 @@ ssize_t co_stream_readuntil(co_stream *s, const void *sep, size_t seplen, void *
     for (;;) {
         size_t end = co__find(&s->in, scanned, sep, seplen);
         if (end) {
-            if (end > max) {
-                r = co__io_fail(-CO_ELIMIT, "line from %s longer than %zu bytes", co__stream_peer(s), max);
-            } else {
-                memcpy(buf, s->in.mem + s->in.off, end);
-                co__buf_consume(&s->in, end);
-                r = (ssize_t)end;
-            }
+            if (end > max) r = co__io_fail(-CO_ELIMIT, "line from %s longer than %zu bytes", co__stream_peer(s), max);
+            else r = (ssize_t)co__buf_take(&s->in, buf, end);
             break;
         }
         if (s->in.len >= max) {
@@ -355,8 +371,7 @@ ssize_t co_stream_readuntil(co_stream *s, const void *sep, size_t seplen, void *
             break;
         }
         if (s->eof) {
-            r = co__io_fail(-CO_EINCOMPLETE, "%s ended without the separator (%zu bytes stay readable)",
-                            co__stream_peer(s), s->in.len);
+            r = co__stream_until_eof(s, partial, buf);
             break;
         }
         scanned = s->in.len >= seplen ? s->in.len - seplen + 1 : 0;
@@ -367,34 +382,44 @@ ssize_t co_stream_readuntil(co_stream *s, const void *sep, size_t seplen, void *
     return r;
 }
 
-ssize_t co_stream_readline(co_stream *s, void *buf, size_t cap) { return co_stream_readuntil(s, "\n", 1, buf, cap); }
+ssize_t co_stream_readuntil(co_stream *s, const void *sep, size_t seplen, void *buf, size_t cap) {
+    return co__stream_until(s, sep, seplen, buf, cap, false, "co_stream_readuntil");
+}
+
+ssize_t co_stream_readline(co_stream *s, void *buf, size_t cap) {
+    return co__stream_until(s, "\n", 1, buf, cap, true, "co_stream_readline");
+}
 
 int co_stream_peek(co_stream *s, size_t want, const char **p, size_t *n) {
-    int rc = co__stream_reader(s);
+    if (want > CO__BUF_MAX) return co__io_fail(-EINVAL, "peek of %zu bytes: no buffer is that large", want);
+    int rc = co__stream_reader(s, "co_stream_peek");
     if (rc) return rc;
     if (want > s->limit && want > s->in.len) {
         rc = co__io_fail(-CO_ELIMIT, "peek of %zu bytes exceeds the limit (%zu)", want, s->limit);
     } else {
         while (s->in.len < want && rc == 0) {
-            ssize_t r = co__stream_fill(s, want - s->in.len > CO__STREAM_INBUF / 2 ? want - s->in.len : CO__STREAM_INBUF / 2);
+            size_t more = want - s->in.len;
+            ssize_t r = co__stream_fill(s, more > CO__STREAM_INBUF / 2 ? more : CO__STREAM_INBUF / 2);
             if (r < 0) rc = (int)r;
             else if (r == 0) rc = -CO_EINCOMPLETE;
         }
     }
-    if (p) *p = s->in.mem ? s->in.mem + s->in.off : "";
+    if (p) *p = co__buf_data(&s->in);
     if (n) *n = s->in.len;
     s->reading = false;
     return rc;
 }
 
 void co_stream_consume(co_stream *s, size_t n) {
-    if (!s) return;
+    if (co__stream_check(s, "co_stream_consume")) return;
     co__buf_consume(&s->in, n < s->in.len ? n : s->in.len);
 }
 
-bool co_stream_at_eof(const co_stream *s) { return s && s->eof && s->in.len == 0; }
-int co_stream_fd(const co_stream *s) { return s ? s->fd : -1; }
-size_t co_stream_unsent(const co_stream *s) { return s ? s->out.len : 0; }
+bool co_stream_at_eof(const co_stream *s) {
+    return !co__stream_check(s, "co_stream_at_eof") && s->eof && s->in.len == 0;
+}
+int co_stream_fd(const co_stream *s) { return co__stream_check(s, "co_stream_fd") ? -1 : s->fd; }
+size_t co_stream_unsent(const co_stream *s) { return co__stream_check(s, "co_stream_unsent") ? 0 : s->out.len; }
 
 /* ---- writing -------------------------------------------------------------------------- */
 
@@ -404,7 +429,7 @@ static int co__stream_push(co_stream *s, int *want) {
     while (s->out.len) {
         *want = 0;
         co__tr_mark(s);
-        ssize_t r = s->tr->write(s, s->out.mem + s->out.off, s->out.len, want);
+        ssize_t r = s->tr->write(s, co__buf_data(&s->out), s->out.len, want);
         if (r > 0) {
             co__buf_consume(&s->out, (size_t)r);
             continue;
@@ -426,8 +451,12 @@ static void co__stream_bg(void *arg, int ev) {
 }
 
 int co_stream_write(co_stream *s, const void *buf, size_t n) {
-    if (!s || (!buf && n)) return -EINVAL;
+    int rc = co__stream_check(s, "co_stream_write");
+    if (rc) return rc;
+    if (!buf && n) return -EINVAL;
     if (s->loop != co__tls_loop || !co__on_loop_thread(s->loop)) return co__wrongloop(s->loop, "co_stream_write");
+    if (n > CO__BUF_MAX - s->out.len)
+        return co__io_fail(-EINVAL, "write of %zu bytes to %s: no buffer is that large", n, co__stream_peer(s));
     if (s->err) return co__stream_err(s, "write to", s->err);
     if (s->wclosed) return co__io_fail(-CO_ECLOSED, "write to %s after write_eof or close", co__stream_peer(s));
     const char *p = buf;
@@ -450,7 +479,8 @@ int co_stream_write(co_stream *s, const void *buf, size_t n) {
             return co__stream_tr_err(s, "write to", s->err);
         }
     }
-    if (n && co__buf_append(&s->out, p, n) < 0) return -ENOMEM;
+    if ((rc = co__buf_append(&s->out, p, n)))
+        return co__io_fail(rc, "cannot queue %zu bytes for %s: %s", n, co__stream_peer(s), co_strerror(rc));
     return 0;
 }
 
@@ -498,14 +528,14 @@ static int co__stream_flush_to(co_stream *s, size_t target) {
 int co__stream_flush(co_stream *s) { return co__stream_flush_to(s, 0); }
 
 int co_stream_drain(co_stream *s) {
-    int rc = co__stream_enter(s);
+    int rc = co__stream_enter(s, "co_stream_drain");
     if (rc) return rc;
     if (s->out.len <= s->high) return s->err ? co__stream_err(s, "write to", s->err) : 0;
     return co__stream_flush_to(s, s->low);
 }
 
 int co_stream_flush(co_stream *s) {
-    int rc = co__stream_enter(s);
+    int rc = co__stream_enter(s, "co_stream_flush");
     return rc ? rc : co__stream_flush_to(s, 0);
 }
 
@@ -520,7 +550,7 @@ static int co__stream_shutdown(co_stream *s) {
 }
 
 int co_stream_write_eof(co_stream *s) {
-    int rc = co__stream_enter(s);
+    int rc = co__stream_enter(s, "co_stream_write_eof");
     if (rc) return rc;
     if (s->wclosed) return 0;
     if ((rc = co__stream_flush_to(s, 0))) return rc;
@@ -529,8 +559,8 @@ int co_stream_write_eof(co_stream *s) {
 }
 
 int co_stream_close(co_stream *s) {
-    if (!s) return -EINVAL;
-    int rc = 0;
+    int rc = co__stream_check(s, "co_stream_close");
+    if (rc) return rc;
     co_task *t = co_current();
     if (t && t->loop == s->loop && !s->err) {
         rc = co__stream_flush_to(s, 0);

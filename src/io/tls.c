@@ -60,8 +60,8 @@ typedef struct co__tls {
     co_stream *s;
     const co__transport *inner; /* the transport TLS replaced, and its state */
     void *inner_state;
-    char *pre;                /* bytes the stream had read before the handshake: */
-    size_t pre_off, pre_len;  /* the BIO hands them out first */
+    co__buf pre;              /* bytes the stream had read before the handshake:
+                                 the BIO hands them out first */
     int sys_err;              /* errno of the BIO's last failed recv / send (0: none) */
     bool is_sock;             /* recv / send; else read / write (a pipe, a tty) */
     bool bio_eof;             /* recv returned 0 */
@@ -99,16 +99,9 @@ static int co__bio_read(BIO *b, char *buf, size_t n, size_t *done) {
     co__tls *t = BIO_get_data(b);
     BIO_clear_retry_flags(b);
     *done = 0;
-    if (t->pre_len) {
-        size_t k = n < t->pre_len ? n : t->pre_len;
-        memcpy(buf, t->pre + t->pre_off, k);
-        t->pre_off += k;
-        t->pre_len -= k;
-        if (!t->pre_len) {
-            free(t->pre);
-            t->pre = NULL;
-        }
-        *done = k;
+    if (co__buf_len(&t->pre)) {
+        *done = co__buf_take(&t->pre, buf, n);
+        if (!co__buf_len(&t->pre)) co__buf_free(&t->pre);
         return 1;
     }
     for (;;) {
@@ -132,7 +125,7 @@ static long co__bio_ctrl(BIO *b, int cmd, long num, void *ptr) {
     co__tls *t = BIO_get_data(b);
     switch (cmd) {
     case BIO_CTRL_FLUSH: return 1; /* nothing buffered here */
-    case BIO_CTRL_EOF: return t && t->bio_eof && !t->pre_len;
+    case BIO_CTRL_EOF: return t && t->bio_eof && !co__buf_len(&t->pre);
     default: return 0;
     }
 }
@@ -253,7 +246,7 @@ static void co__tls_free_state(co__tls *t) {
     if (!t) return;
     SSL_free(t->ssl); /* and the BIO */
     co_tls_ctx_free(t->ctx);
-    free(t->pre);
+    co__buf_free(&t->pre);
     free(t);
 }
 
@@ -597,9 +590,10 @@ static int co__tls_handshake(co__tls *t, int64_t deadline) {
 
 int co_stream_start_tls(co_stream *s, co_tls_ctx *ctx, const char *host) {
     if (!s || !ctx) return co__io_fail(-EINVAL, "start_tls: %s", s ? "no TLS context" : "no stream");
-    co_task *task;
-    int rc = co__can_suspend(&task);
+    int rc = co__stream_check(s, "co_stream_start_tls");
     if (rc) return rc;
+    co_task *task;
+    if ((rc = co__can_suspend(&task))) return rc;
     co_loop *L = s->loop;
     if (task->loop != L) return co__wrongloop(L, "co_stream_start_tls");
     if (s->tr == &co__tls_transport)
@@ -623,15 +617,7 @@ int co_stream_start_tls(co_stream *s, co_tls_ctx *ctx, const char *host) {
     co_tls_ctx_retain(ctx);
     t->is_sock = s->is_sock;
     co__tls_name(t, ctx->server ? NULL : host);
-    if (s->in.len) { /* read ahead of the handshake: the peer's first TLS bytes */
-        if (!(t->pre = malloc(s->in.len))) {
-            co__tls_free_state(t);
-            return co__io_fail(-ENOMEM, "start_tls on %s: out of memory", co__peer(s));
-        }
-        memcpy(t->pre, s->in.mem + s->in.off, s->in.len);
-        t->pre_len = s->in.len;
-        s->in.off = s->in.len = 0;
-    }
+    co__stream_take_input(s, &t->pre); /* read ahead of the handshake: the peer's first TLS bytes */
     if ((rc = co__tls_setup(t, host))) {
         co__tls_free_state(t);
         return rc;

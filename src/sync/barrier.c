@@ -17,7 +17,7 @@ typedef struct co__barrier {
     bool broken;
 } co__barrier;
 
-CO__SYNC_CHECK_SIZE(co_barrier, co__barrier);
+CO__CHECK_SIZE(co_barrier, co__barrier);
 
 static inline co__barrier *co__bar(co_barrier *b) { return (co__barrier *)(void *)b; }
 static inline const co__barrier *co__cbar(const co_barrier *b) {

@@ -18,7 +18,7 @@ typedef struct co__cond {
     co__waitq wq; /* granted: notified, not resumed yet */
 } co__cond;
 
-CO__SYNC_CHECK_SIZE(co_cond, co__cond);
+CO__CHECK_SIZE(co_cond, co__cond);
 
 static inline co__cond *co__cv(co_cond *c) { return (co__cond *)(void *)c; }
 

@@ -12,7 +12,7 @@ typedef struct co__event {
     bool set;
 } co__event;
 
-CO__SYNC_CHECK_SIZE(co_event, co__event);
+CO__CHECK_SIZE(co_event, co__event);
 
 static inline co__event *co__ev(co_event *e) { return (co__event *)(void *)e; }
 

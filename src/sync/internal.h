@@ -138,11 +138,6 @@ static inline int co__waitq_close(co__waitq *q, co_loop **loop, const char *what
     return 0;
 }
 
-/* The opaque public struct as the library's own (sizes checked in each .c). */
-#define CO__SYNC_CHECK_SIZE(pub, priv)                                                  \
-    _Static_assert(sizeof(pub) >= sizeof(priv) && _Alignof(pub) >= _Alignof(priv), \
-                   #pub " is too small for " #priv)
-
 /* ---- the mutex (mutex.c), shared with cond.c --------------------------------- */
 typedef struct co__mutex {
     co_loop *loop;

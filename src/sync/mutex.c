@@ -9,7 +9,7 @@
  */
 #include "internal.h"
 
-CO__SYNC_CHECK_SIZE(co_mutex, co__mutex);
+CO__CHECK_SIZE(co_mutex, co__mutex);
 
 int co_mutex_init(co_mutex *pm) {
     co__mutex *m = co__mx(pm);

@@ -59,7 +59,7 @@ typedef struct co__queue {
     uint8_t shut;       /* CO__Q_* */
 } co__queue;
 
-CO__SYNC_CHECK_SIZE(co_queue, co__queue);
+CO__CHECK_SIZE(co_queue, co__queue);
 
 static inline co__queue *co__qu(co_queue *q) { return (co__queue *)(void *)q; }
 static inline const co__queue *co__cqu(const co_queue *q) { return (const co__queue *)(const void *)q; }

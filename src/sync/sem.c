@@ -23,7 +23,7 @@ typedef struct co__sem {
     unsigned bound;   /* CO_SEM_BOUNDED: the initial value; else UINT_MAX */
 } co__sem;
 
-CO__SYNC_CHECK_SIZE(co_sem, co__sem);
+CO__CHECK_SIZE(co_sem, co__sem);
 
 static inline co__sem *co__sm(co_sem *s) { return (co__sem *)(void *)s; }
 

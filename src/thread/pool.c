@@ -41,6 +41,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../base/env.h"
 #include "internal.h"
 
 #define CO__POOL_MAX 1024
@@ -109,12 +110,8 @@ static int co__ncores(void) {
 }
 
 static size_t co__default_size(void) {
-    const char *e = getenv("CORIO_THREADS");
-    if (e && *e) {
-        char *end;
-        long v = strtol(e, &end, 10);
-        if (*end == 0 && v >= 1 && v <= CO__POOL_MAX) return (size_t)v;
-    }
+    size_t v;
+    if (co__env_size("CORIO_THREADS", 1, CO__POOL_MAX, &v) > 0) return v;
     int c = co__ncores();
     return c > 4 ? (size_t)c : 4;
 }

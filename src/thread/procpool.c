@@ -40,6 +40,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../base/buf.h"
 #include "procpool.h"
 
 extern char **environ;
@@ -74,8 +75,7 @@ typedef struct pp_worker {
     int sock, pidfd;         /* pidfd -1 when the kernel has none */
     pp_job *job;             /* the job it runs, or NULL (idle) */
     size_t woff;             /* request bytes written */
-    char *rbuf;              /* reply bytes read, not parsed yet */
-    size_t rlen, rcap;
+    co__buf rbuf;            /* reply bytes read, not parsed yet */
     int64_t deadline;        /* the current item's, or INT64_MAX */
     int64_t respawn_at;      /* an empty slot is refilled from then on */
     bool hup;                /* EOF or error on the socket */
@@ -270,7 +270,8 @@ static int spawn(co_procpool *p, pp_worker *w) {
     w->sock = sv[0];
     w->pidfd = (int)syscall(SYS_pidfd_open, pid, 0); /* -1 (ENOSYS): EOF alone tells */
     w->job = NULL;
-    w->woff = w->rlen = 0;
+    w->woff = 0;
+    co__buf_reset(&w->rbuf);
     w->deadline = INT64_MAX;
     w->hup = w->eof_sent = false;
     w->tasks_left = p->max_tasks;
@@ -298,36 +299,31 @@ static void pump_write(pp_worker *w) {
  * worker broke the protocol. */
 static int take_reply(pp_worker *w, int64_t now) {
     co__pp_rep h;
-    if (w->rlen < sizeof h) return 0;
-    memcpy(&h, w->rbuf, sizeof h);
+    size_t have = co__buf_len(&w->rbuf);
+    if (have < sizeof h) return 0;
+    const char *rb = co__buf_data(&w->rbuf);
+    memcpy(&h, rb, sizeof h);
     pp_job *j = w->job;
     if (h.magic != CO__PP_REP_MAGIC || !j || h.item != j->ndone || h.msglen > CO__PP_MSG_MAX ||
         h.outlen > CO_PROCPOOL_MAX_PAYLOAD || h.err > 0)
         return -1;
     size_t need = sizeof h + h.msglen + (size_t)h.outlen;
-    if (w->rlen < need) {
-        if (w->rcap < need) {
-            char *nb = realloc(w->rbuf, need);
-            if (!nb) return -1;
-            w->rbuf = nb, w->rcap = need;
-        }
-        return 0;
-    }
+    if (have < need) /* room for the rest, so that one read can bring it */
+        return co__buf_reserve(&w->rbuf, need - have) ? -1 : 0;
     co_procpool_result *r = &j->res[h.item];
     r->err = h.err;
-    memcpy(r->msg, w->rbuf + sizeof h, h.msglen);
+    memcpy(r->msg, rb + sizeof h, h.msglen);
     r->msg[h.msglen] = 0;
     if (h.err == 0 && h.outlen) {
         r->data = malloc((size_t)h.outlen);
         if (r->data) {
-            memcpy(r->data, w->rbuf + sizeof h + h.msglen, (size_t)h.outlen);
+            memcpy(r->data, rb + sizeof h + h.msglen, (size_t)h.outlen);
             r->len = (size_t)h.outlen;
         } else {
             set_msg(r, -ENOMEM, "out of memory for a %zu-byte result", (size_t)h.outlen);
         }
     }
-    memmove(w->rbuf, w->rbuf + need, w->rlen - need);
-    w->rlen -= need;
+    co__buf_consume(&w->rbuf, need);
     if (++j->ndone == j->nitems) {
         w->job = NULL;
         w->deadline = INT64_MAX;
@@ -348,15 +344,11 @@ static int take_reply(pp_worker *w, int64_t now) {
  * -1 if it broke the protocol. */
 static int pump_read(pp_worker *w) {
     for (;;) {
-        if (w->rcap - w->rlen < 4096) {
-            size_t cap = w->rcap ? w->rcap * 2 : 65536;
-            char *nb = realloc(w->rbuf, cap);
-            if (!nb) return -1;
-            w->rbuf = nb, w->rcap = cap;
-        }
-        ssize_t r = read(w->sock, w->rbuf + w->rlen, w->rcap - w->rlen);
+        /* reads of 64 KiB at first, at least 4 KiB later */
+        if (co__buf_reserve(&w->rbuf, w->rbuf.cap ? 4096 : 65536)) return -1;
+        ssize_t r = read(w->sock, co__buf_tail(&w->rbuf), co__buf_room(&w->rbuf));
         if (r < 0 && errno == EINTR) continue;
-        if (r > 0) w->rlen += (size_t)r;
+        if (r > 0) co__buf_commit(&w->rbuf, (size_t)r);
         else if (r == 0 || errno != EAGAIN) w->hup = true;
         int64_t now = now_ns();
         int t;
@@ -427,9 +419,7 @@ static void reap(co_procpool *p, pp_worker *w, int why) {
     int pid = (int)w->pid;
     close(w->sock);
     if (w->pidfd >= 0) close(w->pidfd);
-    free(w->rbuf);
-    w->rbuf = NULL;
-    w->rlen = w->rcap = 0;
+    co__buf_free(&w->rbuf);
     /* gone from co_procpool_pids before anyone hears of its death */
     pthread_mutex_lock(&p->mu);
     w->pid = 0;
