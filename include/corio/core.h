@@ -147,8 +147,9 @@ CO_API size_t co_all_tasks(co_loop *loop, co_task **out, size_t cap);
 
 /* asyncio.run: a new loop, main(arg) as its main task named "main", run
  * until it finishes, then cancel and drain whatever is left, close, free.
- * The first SIGINT or SIGTERM (each taken only if the program left it at
- * its default) cancels the main task ("interrupted by SIGINT" /
+ * The first SIGINT or SIGTERM cancels the main task (SIGINT is taken
+ * unless the program ignores it, e.g. a shell's background job inherits
+ * SIG_IGN, as Python does; SIGTERM only if left at its default) ("interrupted by SIGINT" /
  * "terminated by SIGTERM"; its cleanup runs); a second one ends the
  * process at once. *result (if not NULL) gets main's value.
  * Returns an exit status for main(): 0 main returned a value, 1 it failed
