@@ -176,8 +176,8 @@ CO_API int co_run_blocking_ex(co_pool *p, co_blocking_fn fn, void *arg,
  * it) and its late result goes to free_result, never leaked. While one is
  * pending, the loop counts it as work on another thread, as it does for a
  * task in co_run_blocking (the virtual clock waits a little before jumping).
- * If the loop is freed first, the handle stays CO_PENDING and the job's
- * result goes to free_result. */
+ * If the loop is freed first, the handle stays CO_PENDING and the job is
+ * cancelled as above (nobody can read its result any more). */
 
 /* asyncio.to_thread(fn, arg): fn(arg) on the default pool. NULL with errno:
  *   EINVAL (fn NULL), CO_ENOLOOP, CO_ECLOSED (loop closing), CO_ESHUTDOWN,

@@ -9,7 +9,8 @@
  * the loop's inbox through the record's own node, so finishing never
  * allocates. The loop side lets go when the future finishes (done by the
  * outcome, or cancelled: then f is cancelled too) or when the loop is
- * freed first; from then on `loop` is NULL and the callback posts nothing.
+ * freed first (f is cancelled then as well: nobody can read it); from then
+ * on `loop` is NULL and the callback posts nothing.
  * The record's lock makes "post to the loop" and "the loop lets go"
  * exclusive, so no thread posts to a loop being freed.
  *
@@ -39,21 +40,19 @@ static void co__wrap_unref(co__wrap *r) {
     free(r);
 }
 
-/* Loop thread: the loop side lets go (the future finished, or the loop is
- * being freed). */
-static void co__wrap_detach(co__wrap *r) {
+/* Loop thread: fut finished (finished != NULL), or its loop is being
+ * freed. The loop side lets go first (no more posts to this loop), then a
+ * cancelled future, or one nobody can ever read again, cancels f: a queued
+ * job never runs, a running one's late result goes to its free_result. */
+static void co__wrap_hook(co__waiter *w, co_task *finished) {
+    co__wrap *r = co__container_of(w, co__wrap, w);
+    co_task *fut = r->fut;
     co__lock_acquire(&r->lock);
     r->loop = NULL;
     co__lock_release(&r->lock);
     r->fut = NULL;
-    co__wrap_unref(r);
-}
-
-/* Loop thread: fut finished (finished != NULL), or its loop is being freed. */
-static void co__wrap_hook(co__waiter *w, co_task *finished) {
-    co__wrap *r = co__container_of(w, co__wrap, w);
-    co_task *fut = r->fut;
     if (!finished) {
+        co_tsfuture_cancel(r->f);
         fut->refs--; /* drop, never release, during co_loop_free */
     } else {
         fut->loop->xwaiters--;
@@ -62,7 +61,7 @@ static void co__wrap_hook(co__waiter *w, co_task *finished) {
          * reference): this is never the last one */
         co_task_release(fut);
     }
-    co__wrap_detach(r);
+    co__wrap_unref(r);
 }
 
 /* Loop thread: f finished; pass its outcome on to the future. */
