@@ -2,7 +2,8 @@
 #
 #   make                 libcorio.a, libcorio.so, examples, tests, benchmarks into build/
 #   make lib             just the library
-#   make test            the test suite: normal build, Valgrind, TSan, then ASan+UBSan (build/asan)
+#   make test            the test suite: normal build, install check, Valgrind, TSan, then
+#                        ASan+UBSan (build/asan)
 #   make examples-run    the tour: every example program, one after another, each
 #                        under a line saying what it shows (examples/tour.txt)
 #   make run             the same tour, for now
