@@ -1,14 +1,25 @@
 # corio — top-level build. Plain GNU make, no generator.
 #
 #   make                 libcorio.a, libcorio.so, examples, tests, benchmarks into build/
-#   make test            the test suite twice: normal build, then ASan+UBSan (build/asan)
-#   make run             the showcase: every example program, one after another
+#   make lib             just the library
+#   make test            the test suite: normal build, install check, Valgrind, TSan, then
+#                        ASan+UBSan (build/asan)
+#   make examples-run    the tour: every example program, one after another, each
+#                        under a line saying what it shows (examples/tour.txt)
+#   make run             the same tour, for now
 #   make bench           the micro-benchmarks (build/bench/corio-bench)
 #   make install PREFIX=/usr/local
+#   make install-check   installs into a temporary PREFIX and builds and runs a
+#                        program against it with pkg-config (make test runs it)
+#
+# Only `make test`, `make run` / `examples-run` and `make deps` install what is
+# missing (scripts/deps.sh, Debian packages, may call apt-get); `make`, `make
+# lib` and `make install` never touch the system outside build/ and PREFIX.
 #
 # Variables: CORIO_CTX=asm|ucontext (context switch back end; ucontext builds
 # into build/ucontext*), SAN=asan|tsan (used by the test target's second pass),
 # CORIO_TLS=1|0 (0: no OpenSSL; corio/tls.h calls return -ENOTSUP),
+# V=1 (print every command instead of "  CC file"),
 # CC, CFLAGS, PREFIX, DESTDIR.
 
 CORIO_CTX ?= asm
@@ -25,6 +36,15 @@ endif
 BUILD ?= build$(if $(CTXDIR),/$(CTXDIR))$(if $(SAN),$(if $(CTXDIR),-,/)$(SAN))
 
 ARCH := $(shell $(CC) -dumpmachine | cut -d- -f1)
+
+# Quiet by default: one "  CC file" line per step; V=1 prints the commands.
+# Use as the start of a recipe line: $(call quiet,CC,$@)$(CC) ...
+V ?= 0
+ifeq ($(V),1)
+  quiet =
+else
+  quiet = @printf '  %-6s %s\n' '$(1)' '$(2)';
+endif
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 OPT := -O2 -g
@@ -84,14 +104,16 @@ MT_BIN := $(addprefix $(BUILD)/tests/,$(MT_TESTS))
 BENCH_BIN := $(BUILD)/bench/corio-bench
 BENCH_SERVERS := $(patsubst bench/servers/%.c,$(BUILD)/bench/%,$(wildcard bench/servers/*.c))
 
-.PHONY: all lib examples tests bench-bin test test-run test-mt test-tsan test-examples test-valgrind test-aarch64 run bench install deps clean
-all: deps lib examples tests bench-bin
+.PHONY: all lib examples tests bench-bin test test-run test-mt test-tsan test-examples test-valgrind test-aarch64 run examples-run bench install install-check deps clean
+all: lib examples tests bench-bin
 lib: $(LIBA) $(LIBSO)
 examples: $(EX_BIN)
 tests: $(TEST_BIN) $(MT_BIN)
 bench-bin: $(BENCH_BIN) $(BENCH_SERVERS)
 
-# scripts/deps.sh installs what is missing (Debian packages); cheap when all is there.
+# scripts/deps.sh installs what is missing (Debian packages); cheap when all is
+# there. Only the targets that promise a working set-up run it (test, run,
+# examples-run, deps), never a plain build or install.
 DEPS_STAMP := build/.deps-ok
 deps: $(DEPS_STAMP)
 $(DEPS_STAMP): scripts/deps.sh
@@ -100,46 +122,60 @@ $(DEPS_STAMP): scripts/deps.sh
 
 $(BUILD)/obj/%.c.o: src/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(ALLCFLAGS) -c $< -o $@
+	$(call quiet,CC,$<)$(CC) $(CPPFLAGS) $(ALLCFLAGS) -c $< -o $@
 $(BUILD)/obj/%.S.o: src/%.S
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(ALLCFLAGS) -c $< -o $@
+	$(call quiet,AS,$<)$(CC) $(CPPFLAGS) $(ALLCFLAGS) -c $< -o $@
 
 $(LIBA): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
-	rm -f $@ && ar rcs $@ $^
+	$(call quiet,AR,$@)rm -f $@ && ar rcs $@ $^
 $(LIBSO): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) -shared $(SANFLAGS) -Wl,-soname,libcorio.so.0 -o $@ $^ $(LDLIBS)
+	$(call quiet,LD,$@)$(CC) -shared $(SANFLAGS) -Wl,-soname,libcorio.so.0 -o $@ $^ $(LDLIBS)
 
 $(BUILD)/examples/%: examples/%.c $(LIBA)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(ALLCFLAGS) -o $@ $< $(LIBA) $(LDEXE) $(LDLIBS)
+	$(call quiet,CC,$@)$(CC) $(CPPFLAGS) $(ALLCFLAGS) -o $@ $< $(LIBA) $(LDEXE) $(LDLIBS)
+
+# The README's example, cut out of README.md between its readme-example
+# markers, so that README and tests/test_readme.c (which runs it) cannot drift.
+$(BUILD)/readme/readme_example.c: README.md
+	@mkdir -p $(dir $@)
+	$(call quiet,GEN,$@)sed -n '/<!-- readme-example: begin/,/<!-- readme-example: end/p' README.md \
+	    | sed -e '/^<!--/d' -e '/^```/d' > $@
+	@grep -q 'int main' $@ || { echo "README.md: no example between the readme-example markers"; exit 1; }
+$(BUILD)/examples/readme_example: $(BUILD)/readme/readme_example.c $(LIBA)
+	@mkdir -p $(dir $@)
+	$(call quiet,CC,$@)$(CC) $(CPPFLAGS) $(ALLCFLAGS) -o $@ $< $(LIBA) $(LDEXE) $(LDLIBS)
+$(BUILD)/tests/test_readme: $(BUILD)/examples/readme_example
 
 $(BUILD)/tests/%: tests/%.c tests/testutil.h $(LIBA)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -Itests -DCORIO_TESTS_DIR=\"$(CURDIR)/tests\" $(ALLCFLAGS) -o $@ $< $(LIBA) -lcriterion $(LDEXE) $(LDLIBS)
+	$(call quiet,CC,$@)$(CC) $(CPPFLAGS) -Itests -DCORIO_TESTS_DIR=\"$(CURDIR)/tests\" $(ALLCFLAGS) -o $@ $< $(LIBA) -lcriterion $(LDEXE) $(LDLIBS)
 
 # The multithreaded tests: plain C (tests/mt.h), so they also run under TSan.
 $(BUILD)/tests/mt_%: tests/mt_%.c tests/mt.h $(LIBA)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -Itests $(ALLCFLAGS) -o $@ $< $(LIBA) $(LDEXE) $(LDLIBS)
+	$(call quiet,CC,$@)$(CC) $(CPPFLAGS) -Itests $(ALLCFLAGS) -o $@ $< $(LIBA) $(LDEXE) $(LDLIBS)
 
 # The servers the macro benchmarks (../shared/peers/macro) run, e.g.
 # build/bench/echo_server PORT for tcp-echo.
 $(BUILD)/bench/%: bench/servers/%.c $(LIBA)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(ALLCFLAGS) -o $@ $< $(LIBA) $(LDLIBS)
+	$(call quiet,CC,$@)$(CC) $(CPPFLAGS) $(ALLCFLAGS) -o $@ $< $(LIBA) $(LDLIBS)
 
 $(BENCH_BIN): $(BENCH_SRC) $(LIBA)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(ALLCFLAGS) -o $@ $(BENCH_SRC) $(LIBA) $(LDLIBS)
+	$(call quiet,CC,$@)$(CC) $(CPPFLAGS) $(ALLCFLAGS) -o $@ $(BENCH_SRC) $(LIBA) $(LDLIBS)
 
 # ---- test -------------------------------------------------------------------
 # Two passes: this build, then the sanitizer build (ASan+UBSan, LeakSanitizer on);
 # between them the examples under ThreadSanitizer.
 test:
+	@$(MAKE) --no-print-directory deps
 	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory install-check
 	@$(MAKE) --no-print-directory test-run
 	@$(MAKE) --no-print-directory test-valgrind
 	@$(MAKE) --no-print-directory test-tsan
@@ -218,23 +254,30 @@ test-aarch64:
 	done
 
 $(BUILD)/ctx_check: tests/ctx_check.c $(LIBA)
-	$(CC) $(CPPFLAGS) $(ALLCFLAGS) -o $@ $< $(LIBA) $(LDLIBS)
+	$(call quiet,CC,$@)$(CC) $(CPPFLAGS) $(ALLCFLAGS) -o $@ $< $(LIBA) $(LDLIBS)
 
 # ---- showcase and benchmarks ------------------------------------------------
-RUN_EXAMPLES := seq_await create_task callback cancel \
-    gather gather_cancel gather_errors wait as_completed shield group \
-    producer_consumer rate_limit to_thread loop_thread process_pool download subprocess \
-    echo_client
-run: all
-	@for e in $(RUN_EXAMPLES); do \
-	    printf '\n=== %s ===\n' "$$e"; \
-	    $(BUILD)/examples/$$e || exit 1; \
+# The tour builds only the programs it runs (echo_client starts echo_server).
+RUN_EXAMPLES := $(shell sed -e '/^\#/d' -e 's/[[:space:]].*//' examples/tour.txt)
+RUN_BIN := $(addprefix $(BUILD)/examples/,$(RUN_EXAMPLES) echo_server)
+examples-run:
+	@$(MAKE) --no-print-directory deps
+	@$(MAKE) --no-print-directory $(RUN_BIN)
+	@sed -e '/^#/d' -e '/^[[:space:]]*$$/d' examples/tour.txt | while read -r e what; do \
+	    printf '\n=== %s: %s ===\n' "$$e" "$$what"; \
+	    $(BUILD)/examples/$$e < /dev/null || exit 1; \
 	done
+run: examples-run
 
 bench: all
 	@sh scripts/bench.sh $(BENCH_BIN)
 
 # ---- install ----------------------------------------------------------------
+# Outside the system's own prefixes the installed corio.pc carries an rpath,
+# so that a program built with `pkg-config --libs corio` finds libcorio.so
+# at run time without LD_LIBRARY_PATH.
+SYSTEM_PREFIXES := /usr /usr/local
+PC_RPATH := $(if $(filter $(patsubst %/,%,$(PREFIX)),$(SYSTEM_PREFIXES)),,-Wl,-rpath,$${libdir})
 install: lib
 	install -d $(DESTDIR)$(PREFIX)/include/corio $(DESTDIR)$(PREFIX)/lib/pkgconfig
 	install -m 644 include/corio.h $(DESTDIR)$(PREFIX)/include/
@@ -242,8 +285,20 @@ install: lib
 	install -m 644 $(LIBA) $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(LIBSO) $(DESTDIR)$(PREFIX)/lib/libcorio.so.0
 	ln -sf libcorio.so.0 $(DESTDIR)$(PREFIX)/lib/libcorio.so
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|0.1.0|' corio.pc.in \
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|0.1.0|' -e 's|@RPATH@|$(PC_RPATH)|' corio.pc.in \
 	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/corio.pc
+
+# What a user does after `make install PREFIX=~/opt`: a program including
+# only <corio.h>, built with pkg-config, run without LD_LIBRARY_PATH.
+install-check:
+	@d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && \
+	$(MAKE) --no-print-directory install PREFIX=$$d/prefix > $$d/install.log 2>&1 \
+	    || { cat $$d/install.log; exit 1; }; \
+	export PKG_CONFIG_PATH=$$d/prefix/lib/pkgconfig; \
+	$(CC) tests/install_check.c -o $$d/app $$(pkg-config --cflags --libs corio) \
+	    && $$d/app > $$d/out && grep -q 'installed corio works' $$d/out \
+	    || { echo "install-check FAILED"; cat $$d/out 2>/dev/null; exit 1; }; \
+	echo "install-check: ok (pkg-config, custom PREFIX, shared library found at run time)"
 
 clean:
 	rm -rf build

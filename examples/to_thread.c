@@ -1,8 +1,9 @@
 /* to_thread — asyncio.to_thread / run_in_executor: five blocking
- * calaTask(a, b) calls, each sleeping 1 s, run on the thread pool with
- * co_run_blocking. Awaited one by one they take 5 s; gathered, 1 s (the
- * pool runs them in parallel). A ticker task prints all along: the loop
- * never blocks while the calls run. */
+ * calaTask(a, b) calls, each sleeping 1 s, run on the thread pool.
+ * Awaited one by one (co_run_blocking) they take 5 s; started with
+ * co_to_thread and gathered, 1 s (the pool runs them in parallel; each
+ * co_to_thread is a task co_gather accepts, no wrapper needed). A ticker
+ * task prints all along: the loop never blocks while the calls run. */
 #include <corio.h>
 #include <errno.h>
 #include <stdint.h>
@@ -26,12 +27,6 @@ static void *calaTask(void *arg) {
 static void *ticker(void *arg) {
     while (co_sleep(0.7 * example_unit()) == 0) printf("  tick %.1f s\n", units_since(t0));
     return NULL;
-}
-
-static void *one(void *arg) {
-    void *sum = NULL;
-    int rc = co_run_blocking(calaTask, arg, &sum);
-    return rc ? co_fail(rc, "calaTask failed") : sum;
 }
 
 static void print_list(const char *what, const intptr_t *v, double t) {
@@ -59,7 +54,7 @@ static void *main_task(void *arg) {
     puts("gathered:");
     start = mono_now();
     co_task *ts[5];
-    for (int i = 0; i < 5; i++) ts[i] = co_spawn(one, (void *)&pairs[i]);
+    for (int i = 0; i < 5; i++) ts[i] = co_to_thread(calaTask, (void *)&pairs[i]);
     co_result r[5];
     int rc = co_gather(ts, 5, r, 0);
     for (int i = 0; i < 5; i++) {

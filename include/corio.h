@@ -30,6 +30,8 @@
 #define CORIO_VERSION_PATCH 0
 #define CORIO_VERSION_STRING "0.1.0"
 
+#include <errno.h> /* every failure is -E...: ECANCELED, ETIMEDOUT, ... */
+
 #include "corio/error.h"
 #include "corio/core.h"
 #include "corio/scope.h"

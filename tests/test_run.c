@@ -115,3 +115,33 @@ Test(run, nested_co_run_refused) {
     cr_assert_eq(co_run(nested_main, NULL, &v), 0);
     cr_assert_eq((intptr_t)v, 1);
 }
+
+static void *raises_sigint_twice(void *arg) {
+    raise(SIGINT);
+    co_yield();
+    raise(SIGINT);
+    co_yield();
+    return (void *)7;
+}
+
+/* A shell starts background jobs with SIGINT ignored: co_run leaves it so,
+ * as Python does (Ctrl-C at the terminal is not meant for them). */
+Test(run, inherited_sig_ign_is_respected) {
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        signal(SIGINT, SIG_IGN);
+        void *v = NULL;
+        int status = co_run(raises_sigint_twice, NULL, &v);
+        struct sigaction after;
+        sigaction(SIGINT, NULL, &after);
+        _exit(status != 0 ? 10 + (status & 0xff) % 100 : v != (void *)7 ? 5
+              : after.sa_handler != SIG_IGN                       ? 6
+                                                                   : 0);
+    }
+    int st;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_assert(WIFEXITED(st), "killed by signal %d", WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+    cr_assert_eq(WEXITSTATUS(st), 0, "child status %d (10+: co_run's status mod 100; 6: SIG_IGN not restored)",
+                 WEXITSTATUS(st));
+}

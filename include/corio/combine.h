@@ -1,5 +1,7 @@
 /* corio/combine.h — waiting on several tasks: gather, wait, as_completed,
- * wait_for, shield (asyncio's combinators, with their semantics).
+ * wait_for, shield (asyncio's combinators, with their semantics), and
+ * co_spawn_wait_for / co_spawn_shield, which spawn a function already
+ * wrapped in wait_for or shield.
  *
  * Every function here takes tasks and futures alike, of the calling task's
  * loop, and must be called from a task (they suspend). The task arrays are
@@ -112,6 +114,30 @@ CO_API int co_wait_for(co_task *t, double timeout, void **value);
  * release the returned handle with co_task_release. NULL with errno:
  *   EINVAL (t NULL), CO_ENOLOOP, CO_EWRONGLOOP, CO_ECLOSED, ENOMEM. */
 CO_API co_future *co_shield(co_task *t);
+
+/* ---- one call: spawn already wrapped ------------------------------------------
+ * asyncio writes gather(wait_for(work(a), 5), shield(work(b))): each
+ * wrapped coroutine is one element. These spawn fn(arg) wrapped the same
+ * way and return a task to put in the array. Loop thread; release the
+ * handle with co_task_release. */
+
+/* asyncio.wait_for(fn(arg), timeout) as a task: runs fn(arg) in a task of
+ * its own and waits for it as co_wait_for does. The returned task ends
+ *   CO_DONE      with fn's value
+ *   CO_FAILED    -ETIMEDOUT ("Task-N timed out after 5 s"): fn's task was
+ *                cancelled and its cleanup ran; or fn's own error and message
+ *   CO_CANCELLED it was cancelled: fn's task is cancelled and waited for
+ *                first (cancelled before it ran: fn never starts)
+ * NULL with errno: EINVAL (fn NULL, NaN timeout), CO_ENOLOOP, CO_ECLOSED,
+ * ENOMEM. */
+CO_API co_task *co_spawn_wait_for(co_fn fn, void *arg, double timeout);
+
+/* asyncio.shield(fn(arg)): spawns fn(arg) and returns co_shield of it
+ * (see co_shield): cancelling the returned future does not cancel fn's
+ * task, which runs to the end. NULL with errno: EINVAL (fn NULL),
+ * CO_ENOLOOP, CO_ECLOSED, ENOMEM (then fn's task, if spawned, is
+ * cancelled). */
+CO_API co_future *co_spawn_shield(co_fn fn, void *arg);
 
 #ifdef __cplusplus
 }

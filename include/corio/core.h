@@ -15,12 +15,26 @@
  *     also holds a reference to itself, so dropping the handle early does
  *     not stop or free it ("fire and forget"). A handle still held when
  *     its loop is freed stays readable (state, result, name) and is freed
- *     by its last co_task_release; LeakSanitizer finds one never released.
+ *     by its last co_task_release. One never released is reported by name
+ *     when the loop is freed in debug mode (CORIO_DEBUG=1) and in the ASan
+ *     build (LeakSanitizer finds it too).
+ *   - releasing once more than retained is a bug corio reports ("task
+ *     Task-7 was already freed"), then ignores, while the freed struct is
+ *     still held aside: always in debug mode (freed structs are not reused
+ *     there, up to 4096 of them), and in other builds until a new task
+ *     reuses the memory. The ASan build frees task structs at once, so
+ *     AddressSanitizer reports any use after free.
  *   - co_handle (from co_call_soon / co_call_later / co_call_at): a small
  *     value, not an allocation; cancelling a handle that already ran or was
  *     cancelled is harmless while its loop lives.
  *   - strings returned by co_task_name / co_task_message are owned by the
  *     task and live as long as it does.
+ *
+ * NULL arguments: a call returning int returns -EINVAL (co_loop_free(NULL)
+ * returns 0: nothing to free); one returning a pointer returns NULL with
+ * errno EINVAL; co_task_retain / co_task_release / co_loop_stop do
+ * nothing; the accessors answer as each one's comment says
+ * (co_task_state: -EINVAL as a co_state, which is no state).
  */
 #ifndef CORIO_CORE_H
 #define CORIO_CORE_H
@@ -114,11 +128,12 @@ CO_API int co_loop_free(co_loop *loop);
  *                loop returned with t unfinished; run again to go on
  *   -CO_ERUNNING a loop is already running on this thread (or a task calls it)
  *   -CO_EWRONGLOOP t belongs to another loop, or another thread runs it
- *   -CO_ECLOSED  the loop is closed */
+ *   -CO_ECLOSED  the loop is closed
+ *   -EINVAL      loop or t is NULL */
 CO_API int co_loop_run_until_complete(co_loop *loop, co_task *t, void **value);
 
 /* Runs the loop until co_loop_stop. Returns 0, or -CO_ERUNNING,
- * -CO_EWRONGLOOP, -CO_ECLOSED as above. */
+ * -CO_EWRONGLOOP, -CO_ECLOSED, -EINVAL as above. */
 CO_API int co_loop_run_forever(co_loop *loop);
 
 /* Asks the running loop to return after the current iteration. Called
@@ -142,13 +157,14 @@ CO_API void co_loop_set_current(co_loop *loop);
 
 /* Lists the loop's unfinished tasks (asyncio.all_tasks): stores up to cap
  * of them in out (borrowed, not retained) and returns how many there are.
- * Plain futures are not tasks and are not listed. */
+ * Plain futures are not tasks and are not listed. 0 for a NULL loop. */
 CO_API size_t co_all_tasks(co_loop *loop, co_task **out, size_t cap);
 
 /* asyncio.run: a new loop, main(arg) as its main task named "main", run
  * until it finishes, then cancel and drain whatever is left, close, free.
- * The first SIGINT or SIGTERM (each taken only if the program left it at
- * its default) cancels the main task ("interrupted by SIGINT" /
+ * The first SIGINT or SIGTERM cancels the main task (SIGINT is taken
+ * unless the program ignores it, e.g. a shell's background job inherits
+ * SIG_IGN, as Python does; SIGTERM only if left at its default) ("interrupted by SIGINT" /
  * "terminated by SIGTERM"; its cleanup runs); a second one ends the
  * process at once. *result (if not NULL) gets main's value.
  * Returns an exit status for main(): 0 main returned a value, 1 it failed
@@ -188,6 +204,7 @@ CO_API co_task *co_spawn_opts(co_fn fn, void *arg, const co_task_opts *opts);
  *   -CO_ENOTASK   not called from a task (use co_loop_run_until_complete)
  *   -CO_EWRONGLOOP t belongs to another loop
  *   -CO_ECLOSED   t outlived its loop (freed) without finishing
+ *   -EINVAL       t is NULL
  * Reading the outcome marks the error as retrieved. */
 CO_API int co_join(co_task *t, void **value);
 
@@ -199,33 +216,40 @@ CO_API int co_join(co_task *t, void **value);
  * released. A plain future is cancelled at once. Returns
  *   1   the request was made (the task or future was not finished)
  *   0   already finished: nothing to do
- *   -CO_EWRONGLOOP called from another thread */
+ *   -CO_EWRONGLOOP called from another thread
+ *   -EINVAL t is NULL */
 CO_API int co_cancel(co_task *t, const char *msg);
 
 /* Is a cancel request pending for the calling task? (false outside tasks) */
 CO_API bool co_cancelled(void);
 
+/* One more reference / one less (the last frees the task once finished).
+ * NULL: nothing. On a task already freed: reported, ignored (see top). */
 CO_API void co_task_retain(co_task *t);
-CO_API void co_task_release(co_task *t);   /* NULL is fine */
+CO_API void co_task_release(co_task *t);
 
+/* t's state; (co_state)-EINVAL for NULL (co_state_name says "INVALID"). */
 CO_API co_state co_task_state(const co_task *t);
 /* "PENDING", "RUNNING", "DONE", "FAILED", "CANCELLED". */
 CO_API const char *co_state_name(co_state s);
-/* 0, the failure's error, or -ECANCELED; -CO_EINVALSTATE if not finished.
- * Marks the error as retrieved. */
+/* 0, the failure's error, or -ECANCELED; -CO_EINVALSTATE if not finished,
+ * -EINVAL if t is NULL. Marks the error as retrieved. */
 CO_API int co_task_error(co_task *t);
-/* The failure message, or the cancel message; NULL if none. */
+/* The failure message, or the cancel message; NULL if none (or t NULL). */
 CO_API const char *co_task_message(const co_task *t);
-/* "Task-N", the name given in co_task_opts, or "main" for co_run's task. */
+/* "Task-N", the name given in co_task_opts, or "main" for co_run's task;
+ * "(null)" for NULL. */
 CO_API const char *co_task_name(const co_task *t);
-/* Renames the task (copies name). 0, or -ENOMEM. */
+/* Renames the task (copies name). 0, or -ENOMEM, -EINVAL (NULL). */
 CO_API int co_task_set_name(co_task *t, const char *name);
-/* The outcome of a finished task (state CO_PENDING if not finished).
- * Marks the error as retrieved. */
+/* The outcome of a finished task (state CO_PENDING if not finished; for
+ * NULL, state (co_state)-EINVAL and err -EINVAL). Marks the error as
+ * retrieved. */
 CO_API co_result co_task_result(co_task *t);
 /* The task being executed, or NULL outside tasks. */
 CO_API co_task *co_current(void);
-/* The loop a task or future belongs to. */
+/* The loop a task or future belongs to (NULL for NULL, or once its loop
+ * was freed). */
 CO_API co_loop *co_task_loop(const co_task *t);
 
 /* Records a failure of the calling task: it will end CO_FAILED with err
@@ -259,7 +283,7 @@ CO_API co_future *co_future_new(void);
  *   -CO_ECLOSED     f's loop is closed or was freed */
 CO_API int co_future_set_result(co_future *f, void *value);
 CO_API int co_future_set_error(co_future *f, int err, const char *fmt, ...) CO_PRINTF(3, 4);
-/* Is t finished (done, failed or cancelled)? */
+/* Is t finished (done, failed or cancelled)? false for NULL. */
 CO_API bool co_task_done(const co_task *t);
 
 /* ---- done callbacks ------------------------------------------------------- */
@@ -270,7 +294,8 @@ CO_API bool co_task_done(const co_task *t);
  * -CO_EWRONGLOOP, -CO_ECLOSED (t's loop is closed or freed), -EINVAL (NULL). */
 CO_API int co_on_done(co_task *t, co_done_cb cb, void *arg);
 /* Removes every registration of (cb, arg) not yet scheduled; returns how
- * many were removed (asyncio remove_done_callback), or -CO_EWRONGLOOP. */
+ * many were removed (asyncio remove_done_callback), or -CO_EWRONGLOOP,
+ * -EINVAL (t NULL). */
 CO_API int co_on_done_remove(co_task *t, co_done_cb cb, void *arg);
 
 /* ---- plain callbacks and timers ------------------------------------------- */

@@ -39,10 +39,19 @@ enum {
 #undef CO__ERR_ENUM
 };
 
-/* The message for a negative error (errno or CO_E*); never NULL. */
+/* The message for an error code, errno or CO_E*, of either sign: the
+ * -E... an int-returning call returned, or the +E... a pointer-returning
+ * call left in errno (which libc's strerror/perror cannot name for CO_E*
+ * codes: use these). ETIMEDOUT reads "timed out" (corio's timeouts are
+ * timers, not connections). 0 reads "success". Never NULL. */
 CO_API const char *co_strerror(int err);
-/* The symbolic name, e.g. "ECANCELED", "CO_EWRONGLOOP"; never NULL. */
+/* The symbolic name, e.g. "ECANCELED", "CO_EWRONGLOOP", for either sign;
+ * "OK" for 0, "EUNKNOWN" for a code nobody defines. Never NULL. */
 CO_API const char *co_err_name(int err);
+/* perror for corio: prints "prefix: message (NAME)" for the current errno
+ * on stderr (just "message (NAME)" if prefix is NULL or empty), after a
+ * call returned NULL. errno is left as it was. */
+CO_API void co_perror(const char *prefix);
 
 #ifdef __cplusplus
 }

@@ -2,7 +2,10 @@
  * futures, loops in other threads, and one loop per core.
  *
  * asyncio names, C shapes:
- *   loop.run_in_executor / asyncio.to_thread -> co_run_blocking(_on/_ex)
+ *   asyncio.to_thread / loop.run_in_executor -> co_to_thread / co_run_in_executor
+ *                                              (a task), or co_run_blocking(_on/_ex)
+ *                                              (waits in the calling task)
+ *   asyncio.wrap_future                      -> co_wrap_tsfuture
  *   concurrent.futures.ThreadPoolExecutor    -> co_pool (co_pool_submit)
  *   concurrent.futures.Future                -> co_tsfuture
  *   loop.call_soon_threadsafe                -> co_loop_call_threadsafe
@@ -157,6 +160,40 @@ CO_API int co_run_blocking(co_blocking_fn fn, void *arg, void **result);
 CO_API int co_run_blocking_on(co_pool *p, co_blocking_fn fn, void *arg, void **result);
 CO_API int co_run_blocking_ex(co_pool *p, co_blocking_fn fn, void *arg,
                               void (*free_result)(void *), void **result);
+
+/* ---- blocking work as a task (asyncio.to_thread, run_in_executor, wrap_future) ---------
+ * These return a co_task * (a future of the calling thread's loop) that
+ * co_join, co_gather, co_wait, co_wait_for, co_as_completed and co_shield
+ * accept like any task, so five blocking calls gather in one line:
+ *     co_task *ts[5];
+ *     for (int i = 0; i < 5; i++) ts[i] = co_to_thread(work, &in[i]);
+ *     co_gather(ts, 5, results, 0);      (then co_task_release each)
+ * Loop thread only; release the handle with co_task_release. The task
+ * finishes with the job's value, its co_blocking_fail error and message, or
+ * CO_CANCELLED. Cancelling the task (co_cancel, or a gather/wait_for that
+ * gives up) finishes it at once, as any future; the job then never runs if
+ * it had not started, and otherwise runs on (co_blocking_cancelled() tells
+ * it) and its late result goes to free_result, never leaked. While one is
+ * pending, the loop counts it as work on another thread, as it does for a
+ * task in co_run_blocking (the virtual clock waits a little before jumping).
+ * If the loop is freed first, the handle stays CO_PENDING and the job is
+ * cancelled as above (nobody can read its result any more). */
+
+/* asyncio.to_thread(fn, arg): fn(arg) on the default pool. NULL with errno:
+ *   EINVAL (fn NULL), CO_ENOLOOP, CO_ECLOSED (loop closing), CO_ESHUTDOWN,
+ *   ENOMEM. */
+CO_API co_task *co_to_thread(co_blocking_fn fn, void *arg);
+/* loop.run_in_executor(p, fn, arg): the same on pool p (NULL: the default
+ * pool), with a destructor for a result nobody will read (may be NULL). */
+CO_API co_task *co_run_in_executor(co_pool *p, co_blocking_fn fn, void *arg,
+                                   void (*free_result)(void *));
+/* asyncio.wrap_future: a task that finishes with f's outcome (at the loop's
+ * next turn if f is finished already). It holds its own reference to f:
+ * the caller keeps (and releases) theirs. Reading the task's value takes
+ * the value from f (f's free_result no longer applies to it). Cancelling
+ * the task cancels f (co_tsfuture_cancel). NULL with errno: EINVAL (f
+ * NULL), CO_ENOLOOP, CO_ECLOSED, ENOMEM. */
+CO_API co_task *co_wrap_tsfuture(co_tsfuture *f);
 
 /* Inside a pool job: has the job been cancelled (its waiter gave up, or
  * co_tsfuture_cancel was called on its future)? false outside a job. */

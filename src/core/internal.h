@@ -143,6 +143,8 @@ enum {
     CO__T_MAIN = 1u << 6,       /* co_run's main task */
     CO__T_MARK = 1u << 7,       /* scratch: set and cleared within one call that does
                                  * not suspend (combine.c drops repeated tasks) */
+    CO__T_FREED = 1u << 8,      /* freed (cached or quarantined, refs 0): a
+                                 * co_task_release now is a double release */
 };
 
 struct co_task {
@@ -350,6 +352,12 @@ struct co_loop {
     co__stack_pool stacks;
     co_task *task_cache;      /* freed task structs, linked through ->arg */
     size_t ntask_cache;
+    /* Debug mode: freed task structs are kept aside here (linked through
+     * ->all, oldest first, at most CO__QUARANTINE of them), never reused,
+     * so a late co_task_release finds CO__T_FREED instead of a new task.
+     * Zeroed until first used (co_loop_new callocs). */
+    co__list quarantine;
+    size_t nquarantine;
     co__handle *handle_free;
     void **handle_chunks;     /* chunks of handles, freed with the loop */
     size_t nchunks, chunk_cap;
@@ -418,6 +426,11 @@ int co__task_start(co_task *t);        /* binds a stack; on -ENOMEM the task has
 int co__task_outcome(co_task *t, void **value); /* 0 / err / -ECANCELED; marks retrieved */
 void co__task_finish(co_task *t);      /* state set by caller; fires the done list */
 void co__task_free(co_task *t);
+/* co_loop_free: t is still referenced by a handle after the loop let go of
+ * it: debug mode (and the ASan build) reports the missing release. */
+void co__task_orphaned(co_loop *L, co_task *t);
+/* co_loop_free: frees the cached and quarantined task structs. */
+void co__task_cache_fini(co_loop *L);
 void co__reap(co_loop *L);             /* release the zombie's stack */
 const char *co__task_name_buf(const co_task *t, char *buf, size_t n); /* no allocation */
 co_task *co__task_alloc(co_loop *L);

@@ -392,6 +392,7 @@ static void co__run_loop(co_loop *L, bool until_stop) {
 }
 
 int co_loop_run_forever(co_loop *L) {
+    if (!L) return -EINVAL;
     int rc = co__check_runnable(L);
     if (rc) return rc;
     co__run_loop(L, true);
@@ -403,7 +404,7 @@ void co_loop_stop(co_loop *L) {
 }
 
 int co_loop_run_until_complete(co_loop *L, co_task *t, void **value) {
-    if (!t) return -EINVAL;
+    if (!L || !t) return -EINVAL;
     int rc = co__check_runnable(L);
     if (rc) return rc;
     if (t->loop != L) return co__wrongloop(t->loop, "co_loop_run_until_complete");
@@ -530,12 +531,9 @@ int co_loop_free(co_loop *L) {
             t->refs--; /* its running self-reference */
         }
         if (t->refs == 0) co__task_free(t);
+        else co__task_orphaned(L, t);
     }
-    while (L->task_cache) {
-        co_task *t = L->task_cache;
-        L->task_cache = (co_task *)t->arg;
-        free(t);
-    }
+    co__task_cache_fini(L);
     co__heap_fini(&L->timers); /* before the handles its nodes live in */
     co__handles_fini(L);
     co__stack_pool_fini(&L->stacks);

@@ -1,9 +1,10 @@
 /* run.c — co_run, asyncio.run for C: a loop, a main task, SIGINT and
  * SIGTERM handling.
  *
- * While co_run runs, SIGINT belongs to it, and SIGTERM too if the program
- * left SIGTERM at its default (a handler or SIG_IGN of its own stays in
- * charge). The first of them cancels the main task ("interrupted by
+ * While co_run runs, SIGINT belongs to it unless the program ignores it
+ * (SIG_IGN, inherited from a shell for background jobs, stays, as in
+ * Python), and SIGTERM too if the program left SIGTERM at its default (a
+ * handler or SIG_IGN of its own stays in charge). The first of them cancels the main task ("interrupted by
  * SIGINT", "terminated by SIGTERM": a graceful stop, its cleanup runs)
  * through the loop's wake-up fd, since a signal handler may not touch the
  * loop; a second one (of either) restores its previous disposition and
@@ -23,7 +24,7 @@
 
 static _Atomic(co_loop *) g_sigint_loop;
 static struct sigaction g_old_sigint, g_old_sigterm;
-static bool g_own_sigterm;
+static bool g_own_sigint, g_own_sigterm; /* taken by the co_run that owns g_sigint_loop */
 static atomic_int g_sigints;  /* SIGINTs and SIGTERMs received by the co_run that owns them */
 static atomic_int g_stop_sig; /* the first of them */
 
@@ -40,6 +41,45 @@ static void co__on_sigint(int sig) {
     atomic_store(&g_stop_sig, sig);
     atomic_store(&L->sigint, sig); /* the loop cancels main with a message naming sig */
     co__loop_wakeup(L);
+}
+
+/* Takes SIGINT, unless the program ignores it (a shell starts background
+ * jobs so: Ctrl-C at the terminal is not for them), and SIGTERM if at its
+ * default, for loop L. Returns whether this co_run owns them (one at a
+ * time per process). */
+static bool co__signals_take(co_loop *L) {
+    co_loop *expected = NULL;
+    if (!atomic_compare_exchange_strong(&g_sigint_loop, &expected, L)) return false;
+    atomic_store(&g_sigints, 0);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = co__on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    struct sigaction cur;
+    sigaction(SIGINT, NULL, &cur);
+    g_own_sigint = (cur.sa_flags & SA_SIGINFO) || cur.sa_handler != SIG_IGN;
+    if (g_own_sigint) sigaction(SIGINT, &sa, &g_old_sigint);
+    sigaction(SIGTERM, NULL, &cur);
+    g_own_sigterm = !(cur.sa_flags & SA_SIGINFO) && cur.sa_handler == SIG_DFL;
+    if (g_own_sigterm) sigaction(SIGTERM, &sa, &g_old_sigterm);
+    return true;
+}
+
+/* Restores what co__signals_take replaced. SIGINT and SIGTERM are blocked
+ * here while the handler goes, so it cannot run on this thread against a
+ * loop about to be freed. (Delivered to another thread in that instant it
+ * still could: a window of a few instructions, noted in docs/internals.md.) */
+static void co__signals_give_back(void) {
+    sigset_t set, old;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, &old);
+    if (g_own_sigint) sigaction(SIGINT, &g_old_sigint, NULL);
+    if (g_own_sigterm) sigaction(SIGTERM, &g_old_sigterm, NULL);
+    atomic_store(&g_sigint_loop, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 int co_run(co_fn main, void *arg, void **result) {
@@ -67,22 +107,7 @@ int co_run(co_fn main, void *arg, void **result) {
     t->flags |= CO__T_MAIN;
     L->main_task = t;
 
-    co_loop *expected = NULL;
-    bool own_sigint = atomic_compare_exchange_strong(&g_sigint_loop, &expected, L);
-    if (own_sigint) {
-        atomic_store(&g_sigints, 0);
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = co__on_sigint;
-        sigemptyset(&sa.sa_mask);
-        sa.sa_flags = SA_RESTART;
-        sigaction(SIGINT, &sa, &g_old_sigint);
-        struct sigaction cur;
-        sigaction(SIGTERM, NULL, &cur);
-        g_own_sigterm = !(cur.sa_flags & SA_SIGINFO) && cur.sa_handler == SIG_DFL;
-        if (g_own_sigterm) sigaction(SIGTERM, &sa, &g_old_sigterm);
-    }
-
+    bool own_sigint = co__signals_take(L);
     void *value = NULL;
     int rc = co_loop_run_until_complete(L, t, &value);
     int status;
@@ -104,21 +129,7 @@ int co_run(co_fn main, void *arg, void **result) {
     L->main_task = NULL;
     co_task_release(t);
     co_loop_close(L);
-    if (own_sigint) {
-        /* SIGINT and SIGTERM blocked here while the handler goes, so it
-         * cannot run on this thread against a loop about to be freed.
-         * (Delivered to another thread in that instant it still could: a
-         * window of a few instructions, noted in docs/internals.md.) */
-        sigset_t set, old;
-        sigemptyset(&set);
-        sigaddset(&set, SIGINT);
-        sigaddset(&set, SIGTERM);
-        pthread_sigmask(SIG_BLOCK, &set, &old);
-        sigaction(SIGINT, &g_old_sigint, NULL);
-        if (g_own_sigterm) sigaction(SIGTERM, &g_old_sigterm, NULL);
-        atomic_store(&g_sigint_loop, NULL);
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
-    }
+    if (own_sigint) co__signals_give_back();
     co_loop_free(L);
     co_loop_set_current(prev);
     return status;

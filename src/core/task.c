@@ -20,7 +20,18 @@
 
 #include "internal.h"
 
+/* Freed task structs kept for reuse per loop. Not in the ASan build: a
+ * struct freed at once lets AddressSanitizer see any use after free. */
+#if defined(__SANITIZE_ADDRESS__)
+#define CO__ASAN 1
+#define CO__TASK_CACHE_MAX 0
+#else
+#define CO__ASAN 0
 #define CO__TASK_CACHE_MAX 4096
+#endif
+/* Debug mode: how many freed task structs are kept aside, unused (about
+ * 200 B each), to catch a late co_task_release. */
+#define CO__QUARANTINE 4096
 #define CO__ID_BLOCK 1024
 
 /* Task numbers are per process, as asyncio's Task-N; each thread takes a
@@ -57,6 +68,18 @@ co_task *co__task_alloc(co_loop *L) {
     return t;
 }
 
+/* Debug mode: t goes to the quarantine (keeping its name for the report),
+ * and the oldest there is really freed. */
+static void co__task_quarantine(co_loop *L, co_task *t) {
+    if (!L->quarantine.next) co__list_init(&L->quarantine);
+    co__list_append(&L->quarantine, &t->all);
+    if (++L->nquarantine <= CO__QUARANTINE) return;
+    co_task *old = co__container_of(co__list_pop_front(&L->quarantine), co_task, all);
+    L->nquarantine--;
+    free(old->name);
+    free(old);
+}
+
 void co__task_free(co_task *t) {
     co_loop *L = t->loop;
     if (t->state == CO_FAILED && !(t->flags & CO__T_RETRIEVED)) {
@@ -66,25 +89,70 @@ void co__task_free(co_task *t) {
                    co_err_name(t->err));
     }
     free(t->msg);
-    free(t->name);
+    t->msg = NULL;
+    t->flags |= CO__T_FREED; /* refs is 0: see co_task_release */
     if (L) {
         co__list_remove(&t->all);
+        if (co__unlikely(L->debug)) {
+            co__task_quarantine(L, t);
+            return;
+        }
+        free(t->name);
+        t->name = NULL; /* a late release names it Task-<id> */
+#if CO__TASK_CACHE_MAX > 0
         if (L->ntask_cache < CO__TASK_CACHE_MAX) {
             t->arg = L->task_cache;
             L->task_cache = t;
             L->ntask_cache++;
             return;
         }
+#endif
+    } else {
+        free(t->name);
     }
     free(t);
 }
 
+void co__task_cache_fini(co_loop *L) {
+    while (L->task_cache) {
+        co_task *t = L->task_cache;
+        L->task_cache = (co_task *)t->arg;
+        free(t);
+    }
+    while (L->nquarantine) {
+        co_task *t = co__container_of(co__list_pop_front(&L->quarantine), co_task, all);
+        L->nquarantine--;
+        free(t->name);
+        free(t);
+    }
+}
+
+void co__task_orphaned(co_loop *L, co_task *t) {
+    if (!L->debug && !CO__ASAN) return;
+    char name[128];
+    co__report(L, "task %s was never released: %u handle(s) still held when its loop was freed "
+                  "(a co_task_release is missing)",
+               co__task_name_buf(t, name, sizeof name), t->refs);
+}
+
+/* A retain or release of a freed task: loud, and harmless while the
+ * struct is cached or quarantined (refs 0, CO__T_FREED). */
+static void co__task_misuse(const co_task *t, const char *what) {
+    char name[128];
+    co__report(t->loop, "%s: task %s was already freed (released once more than retained); ignored",
+               what, co__task_name_buf(t, name, sizeof name));
+}
+
 void co_task_retain(co_task *t) {
-    if (t) t->refs++;
+    if (!t) return;
+    if (co__unlikely(t->refs == 0)) co__task_misuse(t, "co_task_retain");
+    else t->refs++;
 }
 
 void co_task_release(co_task *t) {
-    if (t && --t->refs == 0) co__task_free(t);
+    if (!t) return;
+    if (co__unlikely(t->refs == 0)) co__task_misuse(t, "co_task_release");
+    else if (--t->refs == 0) co__task_free(t);
 }
 
 /* ---- names and messages ------------------------------------------------------------- */
@@ -382,7 +450,7 @@ void *co_fail(int err, const char *fmt, ...) {
     return NULL;
 }
 
-co_state co_task_state(const co_task *t) { return t ? (co_state)t->state : CO_PENDING; }
+co_state co_task_state(const co_task *t) { return t ? (co_state)t->state : (co_state)-EINVAL; }
 
 const char *co_state_name(co_state s) {
     static const char *const names[] = {"PENDING", "RUNNING", "DONE", "FAILED", "CANCELLED"};
@@ -400,6 +468,10 @@ co_loop *co_task_loop(const co_task *t) { return t ? t->loop : NULL; }
 
 co_result co_task_result(co_task *t) {
     co_result r = {CO_PENDING, NULL, 0, NULL, 0};
+    if (!t) {
+        r.state = (co_state)-EINVAL;
+        r.err = -EINVAL;
+    }
     if (!t || !co_task_done(t)) return r;
     t->flags |= CO__T_RETRIEVED;
     r.state = (co_state)t->state;
