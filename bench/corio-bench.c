@@ -370,7 +370,7 @@ static void *offload_main(void *arg) {
         if (!(fs[i] = co_pool_submit(NULL, off_work, NULL))) die("offload: submit: %s", strerror(errno));
     for (long i = 0; i < n; i++) {
         void *r = NULL;
-        int rc = co_tsfuture_wait(fs[i], -1, &r);
+        int rc = co_tsfuture_wait(fs[i], CO_FOREVER, &r);
         if (rc || r != (void *)1) die("offload: wait: %s", co_strerror(rc));
         co_tsfuture_release(fs[i]);
     }

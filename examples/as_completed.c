@@ -18,7 +18,7 @@ static void *main_task(void *arg) {
     for (int i = 0; i < 3; i++)
         if (!(tasks[i] = co_spawn(sleeper, (void *)(intptr_t)secs[i]))) return co_fail(-errno, "spawn");
     co_as_completed it;
-    int rc = co_as_completed_init(&it, tasks, 3, -1);
+    int rc = co_as_completed_init(&it, tasks, 3, CO_FOREVER);
     if (rc) return co_fail(rc, "as_completed");
     co_task *t;
     while ((rc = co_as_completed_next(&it, &t)) == 0) {

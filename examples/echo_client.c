@@ -74,7 +74,7 @@ static void *main_task(void *arg) {
     len = co_stream_readline(co_process_stdout(p), line, sizeof line);
     printf("server said: %.*s", len > 0 ? (int)len : 0, line);
     int status;
-    co_process_wait(p, -1, &status);
+    co_process_wait(p, CO_FOREVER, &status);
     char why[64];
     printf("server stopped: %s\n", co_process_status_str(status, why, sizeof why));
     co_process_free(p);

@@ -44,7 +44,7 @@ int main(void) {
     co_loop_call_threadsafe(loop, more_work, (void *)6);
     co_loop_call_threadsafe(loop, more_work, (void *)3);
     co_loop_call_threadsafe(loop, mark_done, calls_done);
-    co_tsfuture_wait(calls_done, -1, NULL);
+    co_tsfuture_wait(calls_done, CO_FOREVER, NULL);
     co_tsfuture_release(calls_done);
     printf("call_threadsafe x2: %.0f s (callbacks run one after another, blocking the loop)\n",
            units_since(t0));
@@ -53,7 +53,7 @@ int main(void) {
     co_tsfuture *a = co_loop_submit(loop, do_some_work, (void *)6);
     co_tsfuture *b = co_loop_submit(loop, do_some_work, (void *)4);
     void *va = NULL, *vb = NULL;
-    int ra = co_tsfuture_wait(a, -1, &va), rb = co_tsfuture_wait(b, -1, &vb);
+    int ra = co_tsfuture_wait(a, CO_FOREVER, &va), rb = co_tsfuture_wait(b, CO_FOREVER, &vb);
     printf("submit x2: %.0f s (tasks run concurrently), results %ld and %ld\n", units_since(t0),
            (long)(intptr_t)va, (long)(intptr_t)vb);
     co_tsfuture_release(a);

@@ -48,14 +48,14 @@ static void *main_task(void *arg) {
     long sizes[5] = {1000000, 2000000, 3000000, 4000000, 5000000};
     co_tsfuture *jobs[6];
     for (int i = 0; i < 5; i++)
-        jobs[i] = co_procpool_submit(pool, "count_primes", &sizes[i], sizeof sizes[i], -1);
-    jobs[5] = co_procpool_submit(pool, "crash", NULL, 0, -1);
+        jobs[i] = co_procpool_submit(pool, "count_primes", &sizes[i], sizeof sizes[i], CO_FOREVER);
+    jobs[5] = co_procpool_submit(pool, "crash", NULL, 0, CO_FOREVER);
     for (int i = 0; i < 6; i++)
         if (!jobs[i]) return co_fail(-errno, "submit: %s", co_strerror(-errno));
 
     for (int i = 0; i < 6; i++) {
         co_procpool_result r;
-        int rc = co_procpool_wait(jobs[i], -1, &r);
+        int rc = co_procpool_wait(jobs[i], CO_FOREVER, &r);
         co_tsfuture_release(jobs[i]);
         if (rc == 0) {
             printf("primes below %ld: %ld\n", sizes[i], *(long *)r.data);
@@ -78,7 +78,7 @@ static void *main_task(void *arg) {
     printf("workers alive: %zu\n", co_procpool_pids(pool, NULL, 0));
 
     co_procpool_close(pool);                /* no more jobs ...            */
-    int rc = co_procpool_join(pool, -1);    /* ... and the workers exit     */
+    int rc = co_procpool_join(pool, CO_FOREVER);    /* ... and the workers exit     */
     printf("closed and joined: %s, workers alive: %zu\n", co_err_name(rc),
            co_procpool_pids(pool, NULL, 0));
     return NULL;

@@ -56,7 +56,7 @@ static int list_dir(const char *dir) {
     while ((n = co_stream_readline(co_process_stdout(p), line, sizeof line)) > 0)
         printf("  %.*s", (int)n, line);
     /* the end of the output: 0, as asyncio's b'' */
-    rc = n < 0 ? (int)n : co_process_wait(p, -1, NULL);
+    rc = n < 0 ? (int)n : co_process_wait(p, CO_FOREVER, NULL);
     if (rc == 0) print_end("ls", p);
     co_process_free(p);
     return rc;
@@ -85,7 +85,7 @@ static int failing(void) {
 
 /* 3: a child that takes too long */
 static void *wait_child(void *arg) {
-    int rc = co_process_wait(arg, -1, NULL);
+    int rc = co_process_wait(arg, CO_FOREVER, NULL);
     return rc ? co_fail(rc, "wait failed") : NULL;
 }
 
@@ -102,7 +102,7 @@ static int too_slow(void) {
     printf("  wait: %s; still running: %s\n", co_err_name(rc),
            co_process_returncode(p, &code) == 0 ? "yes, kill it" : "no");
     co_process_kill(p);
-    rc = co_process_wait(p, -1, NULL);
+    rc = co_process_wait(p, CO_FOREVER, NULL);
     if (rc == 0) print_end("sleep", p);
     co_process_free(p);
     return rc;

@@ -45,10 +45,10 @@ static void run(const char *mode, int when, co_fn a, co_fn b) {
     size_t nd, np;
     t0 = co_time();
     spawn2(a, "job1", b, b == failing ? "sender" : "job2", t);
-    co_wait(t, 2, when, -1, done, &nd, pending, &np);
+    co_wait(t, 2, when, CO_FOREVER, done, &nd, pending, &np);
     report(mode, done, nd, pending, np);
     for (size_t i = 0; i < np; i++) co_cancel(pending[i], NULL); /* tidy up: wait cancels nothing */
-    co_wait(t, 2, CO_ALL_COMPLETED, -1, NULL, NULL, NULL, NULL);
+    co_wait(t, 2, CO_ALL_COMPLETED, CO_FOREVER, NULL, NULL, NULL, NULL);
     co_task_release(t[0]);
     co_task_release(t[1]);
 }

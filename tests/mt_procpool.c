@@ -209,7 +209,7 @@ MT_TEST(pools_created_from_several_threads_at_once) {
 static void *nap_forever(void *arg) {
     long ms = 30000;
     co_procpool_result r;
-    return (void *)(intptr_t)co_procpool_apply(arg, "nap", &ms, sizeof ms, -1, &r);
+    return (void *)(intptr_t)co_procpool_apply(arg, "nap", &ms, sizeof ms, CO_FOREVER, &r);
 }
 
 MT_TEST(terminate_releases_blocked_threads) {
@@ -234,7 +234,7 @@ static void *short_naps(void *arg) {
     for (int i = 0; i < 4; i++) {
         long ms = 20;
         co_procpool_result r;
-        int rc = co_procpool_apply(arg, "nap", &ms, sizeof ms, -1, &r);
+        int rc = co_procpool_apply(arg, "nap", &ms, sizeof ms, CO_FOREVER, &r);
         if (rc != 0 && rc != -CO_ESHUTDOWN) bad++;
         co_procpool_result_clear(&r, 1);
     }
@@ -266,7 +266,7 @@ static void *task_applies(void *arg) {
     for (long i = 0; i < 10; i++) {
         long x = base + i;
         co_procpool_result r;
-        int rc = co_procpool_apply(task_pool, "cube", &x, sizeof x, -1, &r);
+        int rc = co_procpool_apply(task_pool, "cube", &x, sizeof x, CO_FOREVER, &r);
         if (rc) return co_fail(rc, "%s", r.msg);
         sum += *(long *)r.data;
         co_procpool_result_clear(&r, 1);
@@ -321,13 +321,13 @@ static void *imap_drainer(void *arg) {
     long xs[60];
     co_procpool_buf in[60];
     for (long i = 0; i < 60; i++) xs[i] = i - 30, in[i] = (co_procpool_buf){&xs[i], sizeof xs[i]};
-    co_procpool_iter *it = co_procpool_imap(g_ip, "cube", in, 60, 4, -1, CO_PROCPOOL_UNORDERED);
+    co_procpool_iter *it = co_procpool_imap(g_ip, "cube", in, 60, 4, CO_FOREVER, CO_PROCPOOL_UNORDERED);
     MT_CHECK(it != NULL);
     bool seen[60] = {0};
     size_t k = 0, idx;
     co_procpool_result r;
     int rc;
-    while ((rc = co_procpool_iter_next(it, -1, &idx, &r)) == 0) {
+    while ((rc = co_procpool_iter_next(it, CO_FOREVER, &idx, &r)) == 0) {
         MT_CHECK(idx < 60 && !seen[idx]);
         seen[idx] = true;
         MT_EQ(r.err, 0);

@@ -66,7 +66,7 @@ MT_TEST(pool_submit_from_a_plain_thread) {
     for (int i = 0; i < 200; i++) MT_CHECK((fs[i] = co_pool_submit(p, times_two, (void *)(intptr_t)i)) != NULL);
     for (int i = 0; i < 200; i++) {
         void *v = NULL;
-        MT_OK(co_tsfuture_wait(fs[i], -1, &v));
+        MT_OK(co_tsfuture_wait(fs[i], CO_FOREVER, &v));
         MT_EQ((intptr_t)v, 2 * i);
         MT_EQ(co_tsfuture_state(fs[i]), CO_DONE);
         co_tsfuture_release(fs[i]);
@@ -85,7 +85,7 @@ MT_TEST(pool_threads_really_run_in_parallel) {
     for (int i = 0; i < 4; i++) fs[i] = co_pool_submit(p, meet_4, NULL);
     for (int i = 0; i < 4; i++) {
         void *v = NULL;
-        MT_OK(co_tsfuture_wait(fs[i], -1, &v));
+        MT_OK(co_tsfuture_wait(fs[i], CO_FOREVER, &v));
         MT_CHECK(v == (void *)1, "job %d never met the others: the pool did not run 4 at once", i);
         co_tsfuture_release(fs[i]);
     }
@@ -108,7 +108,7 @@ MT_TEST(pool_resize_grows_and_shrinks) {
     for (int i = 0; i < 3; i++) fs[i] = co_pool_submit(p, meet_3, NULL);
     for (int i = 0; i < 3; i++) {
         void *v = NULL;
-        MT_OK(co_tsfuture_wait(fs[i], -1, &v));
+        MT_OK(co_tsfuture_wait(fs[i], CO_FOREVER, &v));
         MT_CHECK(v == (void *)1, "after growing to 3, job %d did not run beside two others", i);
         co_tsfuture_release(fs[i]);
     }
@@ -116,7 +116,7 @@ MT_TEST(pool_resize_grows_and_shrinks) {
     MT_EQ(co_pool_size(p), 1);
     for (int i = 0; i < 50; i++) {
         co_tsfuture *f = co_pool_submit(p, count_job, NULL);
-        MT_OK(co_tsfuture_wait(f, -1, NULL));
+        MT_OK(co_tsfuture_wait(f, CO_FOREVER, NULL));
         co_tsfuture_release(f);
     }
     MT_EQ(atomic_load(&n_ran), 50);
@@ -138,7 +138,7 @@ static void *one_at_a_time(void *arg) {
     while (!atomic_load(&resize_stop)) {
         co_tsfuture *f = co_pool_submit(g_resize_pool, count_job, NULL);
         MT_CHECK(f != NULL);
-        MT_OK(co_tsfuture_wait(f, -1, NULL));
+        MT_OK(co_tsfuture_wait(f, CO_FOREVER, NULL));
         co_tsfuture_release(f);
         atomic_fetch_add(&resize_done, 1);
     }
@@ -194,7 +194,7 @@ MT_TEST(pool_shutdown_cancels_queued_jobs) {
     MT_EQ((intptr_t)v, 7);
     for (int i = 0; i < 5; i++) {
         MT_EQ(co_tsfuture_state(q[i]), CO_CANCELLED);
-        MT_EQ(co_tsfuture_wait(q[i], -1, NULL), -ECANCELED);
+        MT_EQ(co_tsfuture_wait(q[i], CO_FOREVER, NULL), -ECANCELED);
         co_tsfuture_release(q[i]);
     }
     MT_EQ(atomic_load(&n_ran), 0);
@@ -328,7 +328,7 @@ MT_TEST(pool_shutdown_from_its_own_thread_is_edeadlk) {
     g_self_pool = co_pool_new(1);
     co_tsfuture *f = co_pool_submit(g_self_pool, shutdown_self, NULL);
     void *v = NULL;
-    MT_OK(co_tsfuture_wait(f, -1, &v));
+    MT_OK(co_tsfuture_wait(f, CO_FOREVER, &v));
     MT_EQ((intptr_t)v, -EDEADLK);
     co_tsfuture_release(f);
     co_pool_free(g_self_pool);
@@ -405,7 +405,7 @@ static void *run_failing(void *arg) {
     MT_EQ(co_run_blocking_ex(NULL, failing_job, NULL, free, &v), -EIO);
     MT_CHECK(v == (void *)1, "a failed job must not store a result");
     co_tsfuture *f = co_pool_submit_ex(NULL, failing_job, NULL, free);
-    MT_EQ(co_tsfuture_wait(f, -1, NULL), -EIO);
+    MT_EQ(co_tsfuture_wait(f, CO_FOREVER, NULL), -EIO);
     MT_EQ(co_tsfuture_state(f), CO_FAILED);
     MT_CHECK(strcmp(co_tsfuture_message(f), "disk 3 is gone") == 0, "%s", co_tsfuture_message(f));
     co_tsfuture_release(f);
@@ -550,7 +550,7 @@ MT_TEST(tsfuture_cancel_before_it_runs) {
     co_tsfuture_add_done_callback(f, on_done, &st);
     MT_EQ(co_tsfuture_cancel(f), 1);
     MT_EQ(st, CO_CANCELLED);
-    MT_EQ(co_tsfuture_wait(f, -1, NULL), -ECANCELED);
+    MT_EQ(co_tsfuture_wait(f, CO_FOREVER, NULL), -ECANCELED);
     MT_EQ(co_tsfuture_set_running(f), -ECANCELED);
     MT_EQ(co_tsfuture_set_result(f, NULL), -CO_EINVALSTATE);
     co_tsfuture_release(f);
@@ -600,7 +600,7 @@ MT_TEST(task_awaits_a_tsfuture) {
 static co_tsfuture *wf[NW];
 static void *await_one(void *arg) {
     void *v = NULL;
-    int rc = co_tsfuture_wait(wf[(intptr_t)arg], -1, &v);
+    int rc = co_tsfuture_wait(wf[(intptr_t)arg], CO_FOREVER, &v);
     if (rc == 0) MT_EQ((intptr_t)v, (intptr_t)arg);
     return (void *)(intptr_t)rc;
 }
@@ -653,7 +653,7 @@ static void *submitter(void *arg) {
         co_tsfuture *f = co_pool_submit(g_sp, times_two, (void *)(intptr_t)(base + i));
         MT_CHECK(f != NULL);
         MT_OK(co_tsfuture_add_done_callback(f, sum_cb, NULL));
-        if (i % 3 == 0) MT_OK(co_tsfuture_wait(f, -1, NULL));
+        if (i % 3 == 0) MT_OK(co_tsfuture_wait(f, CO_FOREVER, NULL));
         co_tsfuture_release(f);
     }
     return NULL;
@@ -693,7 +693,7 @@ static void *cx_submitter(void *arg) {
     }
     for (intptr_t i = 0; i < NCX; i++) {
         void *v = NULL;
-        int rc = co_tsfuture_wait(fs[i], -1, &v);
+        int rc = co_tsfuture_wait(fs[i], CO_FOREVER, &v);
         if (won[i]) MT_EQ(rc, -ECANCELED);
         else if (rc == 0) MT_EQ((intptr_t)v, base + i);
         else MT_CHECK(i % 3 == 0 && rc == -ECANCELED, "job %ld: %d", (long)i, rc);
@@ -893,7 +893,7 @@ MT_TEST(tsfuture_set_error_and_references) {
     MT_OK(co_tsfuture_set_error(f, -EPIPE, "peer went away"));
     co_tsfuture_release(f); /* one left: still readable */
     MT_EQ(co_tsfuture_state(f), CO_FAILED);
-    MT_EQ(co_tsfuture_wait(f, -1, NULL), -EPIPE);
+    MT_EQ(co_tsfuture_wait(f, CO_FOREVER, NULL), -EPIPE);
     MT_EQ(co_tsfuture_result(f, NULL), -EPIPE);
     MT_CHECK(strcmp(co_tsfuture_message(f), "peer went away") == 0);
     MT_EQ(co_tsfuture_set_error(f, -EIO, NULL), -CO_EINVALSTATE);
@@ -908,11 +908,11 @@ MT_TEST(tsfuture_set_error_and_references) {
 /* A task cancelled while it waits on a future leaves the future as it was;
  * completing it later wakes nobody and loses nothing. A scope's deadline
  * ends the wait the same way. */
-static void *await_forever(void *arg) { return (void *)(intptr_t)co_tsfuture_wait(arg, -1, NULL); }
+static void *await_forever(void *arg) { return (void *)(intptr_t)co_tsfuture_wait(arg, CO_FOREVER, NULL); }
 static void *await_in_scope(void *arg) {
     co_scope s;
     co_scope_enter(&s, 0.03, CO_FAIL_AFTER);
-    int rc = co_tsfuture_wait(arg, -1, NULL);
+    int rc = co_tsfuture_wait(arg, CO_FOREVER, NULL);
     int ex = co_scope_exit(&s);
     MT_EQ(rc, -ECANCELED);
     MT_EQ(ex, -ETIMEDOUT);
@@ -962,7 +962,7 @@ MT_TEST(loop_submit_cancelled_before_it_starts_never_runs) {
     MT_EQ(co_tsfuture_state(f), CO_PENDING);
     MT_EQ(co_tsfuture_cancel(f), 1);
     gate_open(&g_hold);
-    MT_EQ(co_tsfuture_wait(f, -1, NULL), -ECANCELED);
+    MT_EQ(co_tsfuture_wait(f, CO_FOREVER, NULL), -ECANCELED);
     MT_OK(co_thread_loop_stop(L, 1)); /* the start message ran (and spawned nothing) */
     MT_EQ(atomic_load(&submitted_ran), 0);
     co_tsfuture_release(f);

@@ -291,7 +291,7 @@ static void *yielder(void *arg) {
     int rc = co_yield();
     tu_log("yield:%s", co_err_name(rc));
     co_scope s;
-    co_scope_enter(&s, -1, CO_MOVE_ON);
+    co_scope_enter(&s, CO_FOREVER, CO_MOVE_ON);
     *(co_scope **)arg = &s;
     rc = co_yield();
     tu_log("scoped-yield:%s", co_err_name(rc));

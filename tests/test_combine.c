@@ -184,9 +184,9 @@ static void *gather_bad_args(void *arg) {
     cr_assert_eq(co_gather(NULL, 0, NULL, 0), 0, "nothing to wait for");
     co_task *self[2] = {t[0], co_current()};
     cr_assert_eq(co_gather(self, 2, NULL, 0), -EDEADLK);
-    cr_assert_eq(co_wait(self, 2, CO_ALL_COMPLETED, -1, NULL, NULL, NULL, NULL), -EDEADLK);
+    cr_assert_eq(co_wait(self, 2, CO_ALL_COMPLETED, CO_FOREVER, NULL, NULL, NULL, NULL), -EDEADLK);
     co_as_completed it;
-    cr_assert_eq(co_as_completed_init(&it, self, 2, -1), -EDEADLK);
+    cr_assert_eq(co_as_completed_init(&it, self, 2, CO_FOREVER), -EDEADLK);
     cr_assert_eq(co_gather(t, 1, NULL, 0), 0);
     co_task_release(t[0]);
     return NULL;
@@ -201,7 +201,7 @@ static co_task *other_loop_task;
 static void *gather_wrong_loop(void *arg) {
     co_task *t[1] = {other_loop_task};
     cr_assert_eq(co_gather(t, 1, NULL, 0), -CO_EWRONGLOOP);
-    cr_assert_eq(co_wait(t, 1, CO_ALL_COMPLETED, -1, NULL, NULL, NULL, NULL), -CO_EWRONGLOOP);
+    cr_assert_eq(co_wait(t, 1, CO_ALL_COMPLETED, CO_FOREVER, NULL, NULL, NULL, NULL), -CO_EWRONGLOOP);
     cr_assert_eq(co_wait_for(t[0], 1, NULL), -CO_EWRONGLOOP);
     errno = 0;
     cr_assert_null(co_shield(t[0]));
@@ -256,14 +256,14 @@ static void *wait_modes(void *arg) {
     co_task *t[3] = {spawn_ms(sleep_ms, 300), spawn_ms(sleep_ms, 100), spawn_ms(sleep_ms, 200)};
     co_task *done[3], *pending[3];
     size_t nd = 99, np = 99;
-    cr_assert_eq(co_wait(t, 3, CO_FIRST_COMPLETED, -1, done, &nd, pending, &np), 0);
+    cr_assert_eq(co_wait(t, 3, CO_FIRST_COMPLETED, CO_FOREVER, done, &nd, pending, &np), 0);
     cr_assert_float_eq(co_time(), 0.1, 1e-9);
     cr_assert_eq(nd, 1);
     cr_assert_eq(done[0], t[1]);
     cr_assert_eq(np, 2);
     cr_assert_eq(pending[0], t[0]);
     cr_assert_eq(pending[1], t[2]);
-    cr_assert_eq(co_wait(t, 3, CO_ALL_COMPLETED, -1, done, &nd, pending, &np), 0);
+    cr_assert_eq(co_wait(t, 3, CO_ALL_COMPLETED, CO_FOREVER, done, &nd, pending, &np), 0);
     cr_assert_float_eq(co_time(), 0.3, 1e-9);
     cr_assert_eq(nd, 3);
     cr_assert_eq(np, 0);
@@ -280,7 +280,7 @@ static void *wait_first_error(void *arg) {
     co_cancel(t[0], NULL); /* a cancellation is not an error for FIRST_ERROR */
     co_task *done[3];
     size_t nd, np;
-    cr_assert_eq(co_wait(t, 3, CO_FIRST_ERROR, -1, done, &nd, NULL, &np), 0);
+    cr_assert_eq(co_wait(t, 3, CO_FIRST_ERROR, CO_FOREVER, done, &nd, NULL, &np), 0);
     cr_assert_float_eq(co_time(), 0.3, 1e-9);
     cr_assert_eq(nd, 2);
     cr_assert_eq(done[0], t[0]);
@@ -291,7 +291,7 @@ static void *wait_first_error(void *arg) {
     cr_assert_eq(r.err, -EIO);
     cr_assert_float_eq(r.time, 0.3, 1e-9);
     cr_assert_eq(co_task_state(t[2]), CO_PENDING, "wait cancels nothing");
-    cr_assert_eq(co_wait(t, 3, CO_FIRST_ERROR, -1, NULL, &nd, NULL, &np), 0);
+    cr_assert_eq(co_wait(t, 3, CO_FIRST_ERROR, CO_FOREVER, NULL, &nd, NULL, &np), 0);
     cr_assert_float_eq(co_time(), 0.3, 1e-9, "a failure is already there");
     co_cancel(t[2], NULL);
     co_join(t[2], NULL);
@@ -313,10 +313,10 @@ static void *wait_timeout(void *arg) {
     cr_assert_eq(co_wait(t, 2, CO_ALL_COMPLETED, 0, done, &nd, pending, &np), 0);
     cr_assert_float_eq(co_time(), 1.0, 1e-9, "timeout 0 only looks");
     cr_assert_eq(np, 1);
-    cr_assert_eq(co_wait(t, 2, CO_ALL_COMPLETED, -1, NULL, &nd, NULL, &np), 0);
+    cr_assert_eq(co_wait(t, 2, CO_ALL_COMPLETED, CO_FOREVER, NULL, &nd, NULL, &np), 0);
     cr_assert_float_eq(co_time(), 5.0, 1e-9);
-    cr_assert_eq(co_wait(t, 0, CO_ALL_COMPLETED, -1, NULL, NULL, NULL, NULL), -EINVAL);
-    cr_assert_eq(co_wait(t, 2, 7, -1, NULL, NULL, NULL, NULL), -EINVAL);
+    cr_assert_eq(co_wait(t, 0, CO_ALL_COMPLETED, CO_FOREVER, NULL, NULL, NULL, NULL), -EINVAL);
+    cr_assert_eq(co_wait(t, 2, 7, CO_FOREVER, NULL, NULL, NULL, NULL), -EINVAL);
     cr_assert_eq(co_wait(t, 2, CO_ALL_COMPLETED, NAN, NULL, NULL, NULL, NULL), -EINVAL);
     release_all(t, 2);
     return NULL;
@@ -326,7 +326,7 @@ Test(wait, timeout_reports_pending) { tu_run_ok(wait_timeout, NULL); }
 static void *waiter_in_wait(void *arg) {
     co_task **t = arg;
     size_t nd, np;
-    int rc = co_wait(t, 2, CO_ALL_COMPLETED, -1, NULL, &nd, NULL, &np);
+    int rc = co_wait(t, 2, CO_ALL_COMPLETED, CO_FOREVER, NULL, &nd, NULL, &np);
     tu_log("wait:%s:%zu:%zu", co_err_name(rc), nd, np);
     return NULL;
 }
@@ -351,7 +351,7 @@ static void *as_completed_order(void *arg) {
                      spawn_ms(sleep_ms, 0)};
     co_sleep(0.01); /* t[3] finishes before the iterator exists */
     co_as_completed it;
-    cr_assert_eq(co_as_completed_init(&it, t, 4, -1), 0);
+    cr_assert_eq(co_as_completed_init(&it, t, 4, CO_FOREVER), 0);
     int want[4] = {3, 1, 2, 0};
     double when[4] = {0.01, 0.1, 0.2, 0.4};
     co_task *next;
@@ -394,7 +394,7 @@ Test(as_completed, overall_timeout) { tu_run_ok(as_completed_timeout, NULL); }
 static void *as_completed_cancelled(void *arg) {
     co_task *t = spawn_ms(sleep_ms, 1000);
     co_as_completed it;
-    cr_assert_eq(co_as_completed_init(&it, &t, 1, -1), 0);
+    cr_assert_eq(co_as_completed_init(&it, &t, 1, CO_FOREVER), 0);
     co_cancel(co_current(), NULL);
     co_task *next;
     cr_assert_eq(co_as_completed_next(&it, &next), -ECANCELED);
@@ -428,7 +428,7 @@ static void *wait_for_cases(void *arg) {
     co_task_release(t);
 
     t = spawn_ms(sleep_ms, 100);
-    cr_assert_eq(co_wait_for(t, -1, &v), 0, "no limit");
+    cr_assert_eq(co_wait_for(t, CO_FOREVER, &v), 0, "no limit");
     co_task_release(t);
     cr_assert_eq(co_wait_for(co_current(), 1, NULL), -EDEADLK);
     cr_assert_eq(co_wait_for(NULL, 1, NULL), -EINVAL);
@@ -581,12 +581,12 @@ Test(shield, pending_at_loop_free) { tu_run_ok(shield_leftover, NULL); }
 
 static co_task *slow[2];
 static int call_gather(void) { return co_gather(slow, 2, NULL, 0); }
-static int call_wait(void) { return co_wait(slow, 2, CO_ALL_COMPLETED, -1, NULL, NULL, NULL, NULL); }
+static int call_wait(void) { return co_wait(slow, 2, CO_ALL_COMPLETED, CO_FOREVER, NULL, NULL, NULL, NULL); }
 static int call_wait_for(void) { return co_wait_for(slow[0], 100, NULL); }
 static int call_as_completed(void) {
     co_as_completed it;
     co_task *next;
-    int rc = co_as_completed_init(&it, slow, 2, -1);
+    int rc = co_as_completed_init(&it, slow, 2, CO_FOREVER);
     if (rc == 0) rc = co_as_completed_next(&it, &next);
     co_as_completed_fini(&it);
     return rc;

@@ -172,7 +172,7 @@ static void *wrap_and_cancel(void *arg) {
     cr_assert_eq(co_join(t, &v), 0); /* (no timer: the virtual clock has nothing to jump to) */
     cr_assert_eq((intptr_t)v, 7);
     co_task_release(t);
-    co_tsfuture_wait(g, -1, NULL);
+    co_tsfuture_wait(g, CO_FOREVER, NULL);
     co_tsfuture_release(g);
     co_tsfuture_release(f);
 

@@ -306,7 +306,7 @@ static void *misuse(void *arg) {
     cr_assert_eq(co_group_spawn(g, NULL, NULL, NULL), -EINVAL);
     cr_assert_eq(co_group_spawn(NULL, sleep_ms, NULL, NULL), -EINVAL);
     co_scope s;
-    co_scope_enter(&s, -1, 0);
+    co_scope_enter(&s, CO_FOREVER, 0);
     cr_assert_eq(co_group_join(g, NULL, NULL), -CO_EINVALSTATE, "a scope opened after it is open");
     co_scope_exit(&s);
     cr_assert_eq(co_group_join(g, NULL, NULL), 0);

@@ -76,7 +76,7 @@ Test(io, wait_fd_ready_timeout_hangup) { io_run(wait_fd_task, NULL); }
 
 static int cancel_pipe[2];
 static void *wait_forever(void *arg) {
-    int rc = co_wait_fd(cancel_pipe[0], CO_READ, -1);
+    int rc = co_wait_fd(cancel_pipe[0], CO_READ, CO_FOREVER);
     return (void *)(intptr_t)rc;
 }
 static void *wait_fd_cancel_task(void *arg) {
@@ -288,7 +288,7 @@ static void *connect_timeout_task(void *arg) {
     cr_assert_geq(co_time() - t0, 0.1);
     cr_assert(strstr(co_io_error(), "timed out"), "%s", co_io_error());
     /* the whole-connect timeout, through a scope */
-    co_connect_opts o2 = {.timeout = 0.05, .attempt_timeout = -1};
+    co_connect_opts o2 = {.timeout = 0.05, .attempt_timeout = CO_FOREVER};
     rc = co_tcp_connect("127.0.0.1", port, &o2, &fd);
     cr_assert_eq(rc, -ETIMEDOUT, "%s: %s", co_err_name(rc), co_io_error());
     for (int i = 0; i < 4; i++) close(extra[i]);
@@ -300,7 +300,7 @@ Test(io, connect_timeout) { io_run(connect_timeout_task, NULL); }
 static char cport[16];
 static void *connect_forever(void *arg) {
     int fd;
-    co_connect_opts o = {.attempt_timeout = -1};
+    co_connect_opts o = {.attempt_timeout = CO_FOREVER};
     return (void *)(intptr_t)co_tcp_connect("127.0.0.1", cport, &o, &fd);
 }
 static void *read_forever(void *arg) {
@@ -761,7 +761,7 @@ static int run_stage(stage_arg *a) {
     int fd;
     switch (a->stage) {
     case 0: {
-        co_connect_opts o = {.attempt_timeout = -1};
+        co_connect_opts o = {.attempt_timeout = CO_FOREVER};
         return co_tcp_connect("127.0.0.1", cport, &o, &fd);
     }
     case 1: return co_accept(a->lfd, &fd, NULL, NULL);
@@ -918,7 +918,7 @@ static void *dns_cancel_task(void *arg) {
     cr_assert_lt(co_time() - t0, 1.0, "released at once");
     atomic_store(&pool_gate, 1);
     for (size_t i = 0; i < n; i++) {
-        co_tsfuture_wait(held[i], -1, NULL);
+        co_tsfuture_wait(held[i], CO_FOREVER, NULL);
         co_tsfuture_release(held[i]);
     }
     /* and a lookup under a deadline scope, also waiting for a thread */
@@ -930,7 +930,7 @@ static void *dns_cancel_task(void *arg) {
     cr_assert_eq(co_scope_exit(&sc), -ETIMEDOUT);
     atomic_store(&pool_gate, 1);
     for (size_t i = 0; i < n; i++) {
-        co_tsfuture_wait(held[i], -1, NULL);
+        co_tsfuture_wait(held[i], CO_FOREVER, NULL);
         co_tsfuture_release(held[i]);
     }
     return NULL;

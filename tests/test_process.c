@@ -75,7 +75,7 @@ static co_process *spawn_ok(const char *const *argv, const co_process_opts *o) {
 
 static int wait_rc(co_process *p) {
     int code = 12345;
-    int rc = co_process_wait(p, -1, &code);
+    int rc = co_process_wait(p, CO_FOREVER, &code);
     cr_assert_eq(rc, 0, "wait: %s", co_err_name(rc));
     return code;
 }
@@ -352,7 +352,7 @@ static void *killed_mid_read(void *arg) {
 Test(process, killed_mid_read) { run_real(killed_mid_read, NULL); }
 
 static void *wait_sleep(void *arg) {
-    int rc = co_process_wait(arg, -1, NULL);
+    int rc = co_process_wait(arg, CO_FOREVER, NULL);
     return rc ? co_fail(rc, "wait") : NULL;
 }
 
@@ -382,7 +382,7 @@ static void *wait_in_scope(void *arg) {
     co_process *p = spawn_ok((const char *[]){"sleep", "10", NULL}, NULL);
     co_scope sc;
     co_scope_enter(&sc, 0.03, CO_FAIL_AFTER);
-    int rc = co_process_wait(p, -1, NULL);
+    int rc = co_process_wait(p, CO_FOREVER, NULL);
     cr_assert_eq(rc, -ECANCELED, "%s", co_err_name(rc));
     cr_assert_eq(co_scope_exit(&sc), -ETIMEDOUT);
     co_process_free(p);
@@ -396,7 +396,7 @@ static void *two_waiters(void *arg) {
     co_process *p = spawn_ok((const char *[]){"sh", "-c", "sleep 0.05; exit 7", NULL}, NULL);
     co_task *a = co_spawn(wait_sleep, p), *b = co_spawn(wait_sleep, p);
     int code;
-    cr_assert_eq(co_process_wait(p, -1, &code), 0);
+    cr_assert_eq(co_process_wait(p, CO_FOREVER, &code), 0);
     cr_assert_eq(code, 7);
     co_join(a, NULL);
     co_join(b, NULL);
@@ -488,7 +488,7 @@ Test(process, outside_a_loop) {
     cr_assert_eq(co_process_spawn((const char *[]){"true", NULL}, NULL, &p), -CO_ENOLOOP);
     co_loop *L = tu_loop_opts(false, false, 0);
     cr_assert_eq(co_process_spawn((const char *[]){"true", NULL}, NULL, &p), 0);
-    cr_assert_eq(co_process_wait(p, -1, NULL), -CO_ENOTASK);
+    cr_assert_eq(co_process_wait(p, CO_FOREVER, NULL), -CO_ENOTASK);
     co_process_free(p);
     tu_close(L);
     assert_no_children();

@@ -120,7 +120,7 @@ static co_procpool *pool(size_t n) {
 
 static long apply_long(co_procpool *p, const char *fn, long x) {
     co_procpool_result r;
-    int rc = co_procpool_apply(p, fn, &x, sizeof x, -1, &r);
+    int rc = co_procpool_apply(p, fn, &x, sizeof x, CO_FOREVER, &r);
     cr_assert_eq(rc, 0, "%s(%ld): %s: %s", fn, x, co_err_name(rc), r.msg);
     cr_assert_eq(r.len, sizeof(long));
     long v = *(long *)r.data;
@@ -160,7 +160,7 @@ Test(procpool, apply_returns_bytes) {
     unsigned char *big = malloc(n);
     for (size_t i = 0; i < n; i++) big[i] = (unsigned char)(i * 7 + (i >> 11));
     co_procpool_result r;
-    cr_assert_eq(co_procpool_apply(p, "echo", big, n, -1, &r), 0, "%s", r.msg);
+    cr_assert_eq(co_procpool_apply(p, "echo", big, n, CO_FOREVER, &r), 0, "%s", r.msg);
     cr_assert_eq(r.len, n);
     cr_assert(memcmp(r.data, big, n) == 0);
     co_procpool_result_clear(&r, 1);
@@ -168,7 +168,7 @@ Test(procpool, apply_returns_bytes) {
     free(big);
 
     /* empty payload, empty result */
-    cr_assert_eq(co_procpool_apply(p, "echo", NULL, 0, -1, &r), 0, "%s", r.msg);
+    cr_assert_eq(co_procpool_apply(p, "echo", NULL, 0, CO_FOREVER, &r), 0, "%s", r.msg);
     cr_assert_eq(r.len, 0);
     cr_assert_str_eq(r.msg, "");
     co_procpool_result_clear(&r, 1);
@@ -178,7 +178,7 @@ Test(procpool, apply_returns_bytes) {
 Test(procpool, job_error_and_message) {
     co_procpool *p = pool(1);
     co_procpool_result r;
-    cr_assert_eq(co_procpool_apply(p, "picky", "abc", 3, -1, &r), -EDOM);
+    cr_assert_eq(co_procpool_apply(p, "picky", "abc", 3, CO_FOREVER, &r), -EDOM);
     cr_assert_eq(r.err, -EDOM);
     cr_assert_str_eq(r.msg, "picky wants 1 byte, got 3");
     cr_assert_null(r.data);
@@ -188,23 +188,23 @@ Test(procpool, job_error_and_message) {
 Test(procpool, bad_names_and_sizes) {
     co_procpool *p = pool(1);
     co_procpool_result r;
-    cr_assert_eq(co_procpool_apply(p, "no_such_fn", "x", 1, -1, &r), -ENOENT);
+    cr_assert_eq(co_procpool_apply(p, "no_such_fn", "x", 1, CO_FOREVER, &r), -ENOENT);
     cr_assert(strstr(r.msg, "no job function named 'no_such_fn'"), "%s", r.msg);
     (void)hidden;
-    cr_assert_eq(co_procpool_apply(p, "hidden", "x", 1, -1, &r), -ENOENT, "static: not reachable");
+    cr_assert_eq(co_procpool_apply(p, "hidden", "x", 1, CO_FOREVER, &r), -ENOENT, "static: not reachable");
     /* a libc function must never be called with a job's arguments */
-    cr_assert_eq(co_procpool_apply(p, "exit", "x", 1, -1, &r), -ENOENT, "%s", r.msg);
-    cr_assert_eq(co_procpool_apply(p, "bad name", "x", 1, -1, &r), -EINVAL);
-    cr_assert_eq(co_procpool_apply(p, "", "x", 1, -1, &r), -EINVAL);
-    cr_assert_eq(co_procpool_apply(p, NULL, "x", 1, -1, &r), -EINVAL);
-    cr_assert_eq(co_procpool_apply(p, "echo", NULL, 5, -1, &r), -EINVAL);
+    cr_assert_eq(co_procpool_apply(p, "exit", "x", 1, CO_FOREVER, &r), -ENOENT, "%s", r.msg);
+    cr_assert_eq(co_procpool_apply(p, "bad name", "x", 1, CO_FOREVER, &r), -EINVAL);
+    cr_assert_eq(co_procpool_apply(p, "", "x", 1, CO_FOREVER, &r), -EINVAL);
+    cr_assert_eq(co_procpool_apply(p, NULL, "x", 1, CO_FOREVER, &r), -EINVAL);
+    cr_assert_eq(co_procpool_apply(p, "echo", NULL, 5, CO_FOREVER, &r), -EINVAL);
     cr_assert_eq(co_procpool_apply(p, "echo", "x", 1, NAN, &r), -EINVAL);
-    cr_assert_eq(co_procpool_apply(NULL, "echo", "x", 1, -1, &r), -EINVAL);
+    cr_assert_eq(co_procpool_apply(NULL, "echo", "x", 1, CO_FOREVER, &r), -EINVAL);
     /* the limit is checked before anything is read or copied */
-    cr_assert_eq(co_procpool_apply(p, "echo", "x", CO_PROCPOOL_MAX_PAYLOAD + 1, -1, &r), -E2BIG);
+    cr_assert_eq(co_procpool_apply(p, "echo", "x", CO_PROCPOOL_MAX_PAYLOAD + 1, CO_FOREVER, &r), -E2BIG);
     cr_assert(strstr(r.msg, "limit"), "%s", r.msg);
     errno = 0;
-    cr_assert_null(co_procpool_submit(p, "nope", "x", 1, -1));
+    cr_assert_null(co_procpool_submit(p, "nope", "x", 1, CO_FOREVER));
     cr_assert_eq(errno, ENOENT);
     /* the pool is unharmed */
     cr_assert_eq(apply_long(p, "square", 3), 9);
@@ -228,10 +228,10 @@ static void check_crash(char how, const char *what) {
     cr_assert_eq(wait_full(p, before, 2), 2);
     /* a long job on the other worker must not notice */
     long ms = 300;
-    co_tsfuture *slow = co_procpool_submit(p, "nap", &ms, sizeof ms, -1);
+    co_tsfuture *slow = co_procpool_submit(p, "nap", &ms, sizeof ms, CO_FOREVER);
     cr_assert_not_null(slow);
     co_procpool_result r;
-    int rc = co_procpool_apply(p, "crash", &how, 1, -1, &r);
+    int rc = co_procpool_apply(p, "crash", &how, 1, CO_FOREVER, &r);
     cr_assert_eq(rc, -CO_EWORKER, "%s: %s", co_err_name(rc), r.msg);
     cr_assert(strstr(r.msg, what), "'%s' lacks '%s'", r.msg, what);
     cr_assert(strstr(r.msg, "while running crash"), "%s", r.msg);
@@ -240,7 +240,7 @@ static void check_crash(char how, const char *what) {
     cr_assert(has_pid(before, 2, dead), "the pid named (%d) is one of the pool's", dead);
 
     co_procpool_result s;
-    cr_assert_eq(co_procpool_wait(slow, -1, &s), 0, "the other job: %s", s.msg);
+    cr_assert_eq(co_procpool_wait(slow, CO_FOREVER, &s), 0, "the other job: %s", s.msg);
     co_tsfuture_release(slow);
     co_procpool_result_clear(&s, 1);
 
@@ -313,7 +313,7 @@ Test(procpool, map_in_chunks_keeps_order) {
     map_inputs(xs, in, NMAP);
     size_t chunks[] = {1, 7, 0, NMAP, 1000};
     for (size_t c = 0; c < sizeof chunks / sizeof chunks[0]; c++) {
-        int rc = co_procpool_map(p, "square", in, NMAP, chunks[c], -1, out);
+        int rc = co_procpool_map(p, "square", in, NMAP, chunks[c], CO_FOREVER, out);
         cr_assert_eq(rc, 0, "chunksize %zu: %s", chunks[c], co_err_name(rc));
         for (size_t i = 0; i < NMAP; i++) {
             cr_assert_eq(out[i].err, 0);
@@ -321,7 +321,7 @@ Test(procpool, map_in_chunks_keeps_order) {
         }
         co_procpool_result_clear(out, NMAP);
     }
-    cr_assert_eq(co_procpool_map(p, "square", NULL, 0, 0, -1, NULL), 0, "nothing to do");
+    cr_assert_eq(co_procpool_map(p, "square", NULL, 0, 0, CO_FOREVER, NULL), 0, "nothing to do");
     co_procpool_free(p);
 }
 
@@ -332,7 +332,7 @@ Test(procpool, map_crash_fails_its_item_and_the_rest_of_its_chunk) {
     co_procpool_result out[30];
     map_inputs(xs, in, 30);
     /* chunks of 5: 10..14 holds 13, which crashes its worker */
-    int rc = co_procpool_map(p, "square_but_13", in, 30, 5, -1, out);
+    int rc = co_procpool_map(p, "square_but_13", in, 30, 5, CO_FOREVER, out);
     cr_assert_eq(rc, -CO_EWORKER, "%s", co_err_name(rc));
     for (size_t i = 0; i < 30; i++) {
         if (i == 13 || i == 14) continue;
@@ -346,12 +346,12 @@ Test(procpool, map_crash_fails_its_item_and_the_rest_of_its_chunk) {
     cr_assert(strncmp(out[14].msg, "not run: ", 9) == 0, "%s", out[14].msg);
     co_procpool_result_clear(out, 30);
     /* per-item errors from the function itself */
-    rc = co_procpool_map(p, "picky", in, 4, 2, -1, out);
+    rc = co_procpool_map(p, "picky", in, 4, 2, CO_FOREVER, out);
     cr_assert_eq(rc, -EDOM);
     for (size_t i = 0; i < 4; i++) cr_assert_eq(out[i].err, -EDOM);
     co_procpool_result_clear(out, 4);
     /* an error before anything ran is in every item */
-    rc = co_procpool_map(p, "nope", in, 4, 2, -1, out);
+    rc = co_procpool_map(p, "nope", in, 4, 2, CO_FOREVER, out);
     cr_assert_eq(rc, -ENOENT);
     for (size_t i = 0; i < 4; i++) cr_assert_eq(out[i].err, -ENOENT);
     co_procpool_free(p);
@@ -365,15 +365,15 @@ Test(procpool, close_finishes_queued_jobs_then_workers_exit) {
     co_tsfuture *f[6];
     for (int i = 0; i < 6; i++) {
         long ms = 50;
-        f[i] = co_procpool_submit(p, "nap", &ms, sizeof ms, -1);
+        f[i] = co_procpool_submit(p, "nap", &ms, sizeof ms, CO_FOREVER);
         cr_assert_not_null(f[i]);
     }
     cr_assert_eq(co_procpool_close(p), 0);
     cr_assert_eq(co_procpool_close(p), 0, "again: harmless");
     co_procpool_result r;
-    cr_assert_eq(co_procpool_apply(p, "square", "x", 1, -1, &r), -CO_ESHUTDOWN);
+    cr_assert_eq(co_procpool_apply(p, "square", "x", 1, CO_FOREVER, &r), -CO_ESHUTDOWN);
     errno = 0;
-    cr_assert_null(co_procpool_submit(p, "square", "x", 1, -1));
+    cr_assert_null(co_procpool_submit(p, "square", "x", 1, CO_FOREVER));
     cr_assert_eq(errno, CO_ESHUTDOWN);
     cr_assert_eq(co_procpool_join(p, 30), 0);
     cr_assert_eq(co_procpool_pids(p, NULL, 0), 0, "every worker exited");
@@ -389,7 +389,7 @@ Test(procpool, terminate_cancels_running_and_queued_jobs) {
     co_procpool *p = pool(2);
     co_tsfuture *f[5];
     long ms = 30000;
-    for (int i = 0; i < 5; i++) cr_assert_not_null(f[i] = co_procpool_submit(p, "nap", &ms, sizeof ms, -1));
+    for (int i = 0; i < 5; i++) cr_assert_not_null(f[i] = co_procpool_submit(p, "nap", &ms, sizeof ms, CO_FOREVER));
     sleep_ms(100); /* two of them running */
     double t0 = now();
     cr_assert_eq(co_procpool_terminate(p), 0);
@@ -403,7 +403,7 @@ Test(procpool, terminate_cancels_running_and_queued_jobs) {
         co_tsfuture_release(f[i]);
     }
     co_procpool_result r;
-    cr_assert_eq(co_procpool_apply(p, "square", "x", 1, -1, &r), -CO_ESHUTDOWN);
+    cr_assert_eq(co_procpool_apply(p, "square", "x", 1, CO_FOREVER, &r), -CO_ESHUTDOWN);
     cr_assert_eq(co_procpool_terminate(p), 0, "again: harmless");
     co_procpool_free(p);
 }
@@ -411,7 +411,7 @@ Test(procpool, terminate_cancels_running_and_queued_jobs) {
 Test(procpool, free_kills_a_running_pool) {
     co_procpool *p = pool(2);
     long ms = 30000;
-    co_tsfuture *f = co_procpool_submit(p, "nap", &ms, sizeof ms, -1);
+    co_tsfuture *f = co_procpool_submit(p, "nap", &ms, sizeof ms, CO_FOREVER);
     int pids[2];
     cr_assert_eq(wait_full(p, pids, 2), 2);
     double t0 = now();
@@ -427,18 +427,18 @@ Test(procpool, free_kills_a_running_pool) {
 Test(procpool, submit_and_wait_with_timeout) {
     co_procpool *p = pool(1);
     long ms = 300;
-    co_tsfuture *f = co_procpool_submit(p, "nap", &ms, sizeof ms, -1);
+    co_tsfuture *f = co_procpool_submit(p, "nap", &ms, sizeof ms, CO_FOREVER);
     cr_assert_not_null(f);
     co_procpool_result r;
     cr_assert_eq(co_procpool_wait(f, 0.01, &r), -ETIMEDOUT);
     cr_assert(!co_tsfuture_done(f), "a wait timeout leaves the job alone");
-    cr_assert_eq(co_procpool_wait(f, -1, &r), 0, "%s", r.msg);
+    cr_assert_eq(co_procpool_wait(f, CO_FOREVER, &r), 0, "%s", r.msg);
     cr_assert_eq(r.len, sizeof(long));
     co_procpool_result_clear(&r, 1);
     co_tsfuture_release(f);
     /* a result nobody reads is freed with the future (LeakSanitizer checks) */
-    f = co_procpool_submit(p, "square", &ms, sizeof ms, -1);
-    cr_assert_eq(co_tsfuture_wait(f, -1, NULL), 0);
+    f = co_procpool_submit(p, "square", &ms, sizeof ms, CO_FOREVER);
+    cr_assert_eq(co_tsfuture_wait(f, CO_FOREVER, NULL), 0);
     co_tsfuture_release(f);
     co_procpool_free(p);
 }
@@ -451,7 +451,7 @@ static void *apply_task(void *arg) {
     long x = (long)(intptr_t)arg;
     co_procpool_result r;
     long in[2] = {x, 0};
-    int rc = co_procpool_apply(task_pool, "square", in, sizeof in[0], -1, &r);
+    int rc = co_procpool_apply(task_pool, "square", in, sizeof in[0], CO_FOREVER, &r);
     if (rc) return co_fail(rc, "%s", r.msg);
     long v = *(long *)r.data;
     co_procpool_result_clear(&r, 1);
@@ -461,7 +461,7 @@ static void *apply_task(void *arg) {
 static void *slow_task(void *arg) {
     long ms = 200;
     co_procpool_result r;
-    int rc = co_procpool_apply(task_pool, "nap", &ms, sizeof ms, -1, &r);
+    int rc = co_procpool_apply(task_pool, "nap", &ms, sizeof ms, CO_FOREVER, &r);
     co_procpool_result_clear(&r, 1);
     return rc ? co_fail(rc, "nap failed") : NULL;
 }
@@ -506,7 +506,7 @@ static int waited[2];
 static void *waiting_task(void *arg) {
     long ms = 20000;
     co_procpool_result r;
-    waited[(intptr_t)arg] = co_procpool_apply(task_pool, "nap", &ms, sizeof ms, -1, &r);
+    waited[(intptr_t)arg] = co_procpool_apply(task_pool, "nap", &ms, sizeof ms, CO_FOREVER, &r);
     return NULL;
 }
 
@@ -515,7 +515,7 @@ static void *map_task(void *arg) {
     co_procpool_buf in[8];
     co_procpool_result out[8];
     map_inputs(xs, in, 8);
-    int rc = co_procpool_map(task_pool, "square", in, 8, 3, -1, out);
+    int rc = co_procpool_map(task_pool, "square", in, 8, 3, CO_FOREVER, out);
     long sum = 0;
     for (int i = 0; i < 8 && rc == 0; i++) sum += *(long *)out[i].data;
     co_procpool_result_clear(out, 8);
@@ -566,7 +566,7 @@ static void drain(co_procpool_iter *it, size_t n, long *vals, int *errs, size_t 
     for (size_t k = 0; k < n; k++) {
         co_procpool_result r;
         size_t idx = (size_t)-1;
-        int rc = co_procpool_iter_next(it, -1, &idx, &r);
+        int rc = co_procpool_iter_next(it, CO_FOREVER, &idx, &r);
         cr_assert_eq(rc, 0, "outcome %zu: %s", k, co_err_name(rc));
         cr_assert_lt(idx, n);
         cr_assert_eq(errs[idx], 1, "index %zu handed out twice", idx);
@@ -576,7 +576,7 @@ static void drain(co_procpool_iter *it, size_t n, long *vals, int *errs, size_t 
         co_procpool_result_clear(&r, 1);
     }
     co_procpool_result r;
-    cr_assert_eq(co_procpool_iter_next(it, -1, NULL, &r), 1, "exhausted");
+    cr_assert_eq(co_procpool_iter_next(it, CO_FOREVER, NULL, &r), 1, "exhausted");
     cr_assert_eq(co_procpool_iter_next(it, 0, NULL, &r), 1, "still exhausted");
 }
 
@@ -590,7 +590,7 @@ Test(procpool, imap_hands_out_results_in_input_order) {
     size_t chunks[] = {0, 1, 7, 40};
     for (size_t c = 0; c < 4; c++) {
         for (int i = 0; i < 40; i++) errs[i] = 1;
-        co_procpool_iter *it = co_procpool_imap(p, "square_but_13", in, 40, chunks[c], -1, 0);
+        co_procpool_iter *it = co_procpool_imap(p, "square_but_13", in, 40, chunks[c], CO_FOREVER, 0);
         cr_assert_not_null(it, "%s", strerror(errno));
         drain(it, 40, vals, errs, order);
         for (size_t i = 0; i < 40; i++) {
@@ -610,7 +610,7 @@ Test(procpool, imap_unordered_hands_out_results_as_they_finish) {
     long ms[3] = {900, 10, 400}; /* finish 1, 2, 0 */
     co_procpool_buf in[3];
     for (int i = 0; i < 3; i++) in[i] = (co_procpool_buf){&ms[i], sizeof ms[i]};
-    co_procpool_iter *it = co_procpool_imap(p, "nap", in, 3, 0, -1, CO_PROCPOOL_UNORDERED);
+    co_procpool_iter *it = co_procpool_imap(p, "nap", in, 3, 0, CO_FOREVER, CO_PROCPOOL_UNORDERED);
     cr_assert_not_null(it, "%s", strerror(errno));
     long vals[3];
     int errs[3] = {1, 1, 1};
@@ -622,10 +622,10 @@ Test(procpool, imap_unordered_hands_out_results_as_they_finish) {
 
     /* ordered, the same jobs: the first outcome waits for the slowest */
     double t0 = now();
-    it = co_procpool_imap(p, "nap", in, 3, 0, -1, 0);
+    it = co_procpool_imap(p, "nap", in, 3, 0, CO_FOREVER, 0);
     co_procpool_result r;
     size_t idx;
-    cr_assert_eq(co_procpool_iter_next(it, -1, &idx, &r), 0);
+    cr_assert_eq(co_procpool_iter_next(it, CO_FOREVER, &idx, &r), 0);
     cr_assert_eq(idx, 0);
     cr_assert_geq(now() - t0, 0.85);
     co_procpool_result_clear(&r, 1);
@@ -638,16 +638,16 @@ Test(procpool, imap_next_times_out_and_goes_on) {
     long ms = 300;
     co_procpool_buf in = {&ms, sizeof ms};
     for (int flags = 0; flags <= CO_PROCPOOL_UNORDERED; flags++) {
-        co_procpool_iter *it = co_procpool_imap(p, "nap", &in, 1, 0, -1, flags);
+        co_procpool_iter *it = co_procpool_imap(p, "nap", &in, 1, 0, CO_FOREVER, flags);
         cr_assert_not_null(it);
         co_procpool_result r;
         size_t idx = 7;
         cr_assert_eq(co_procpool_iter_next(it, 0.02, &idx, &r), -ETIMEDOUT, "flags %d", flags);
         cr_assert_eq(idx, 7, "nothing handed out");
-        cr_assert_eq(co_procpool_iter_next(it, -1, &idx, &r), 0);
+        cr_assert_eq(co_procpool_iter_next(it, CO_FOREVER, &idx, &r), 0);
         cr_assert(idx == 0 && r.err == 0, "%s", r.msg);
         co_procpool_result_clear(&r, 1);
-        cr_assert_eq(co_procpool_iter_next(it, -1, &idx, &r), 1);
+        cr_assert_eq(co_procpool_iter_next(it, CO_FOREVER, &idx, &r), 1);
         co_procpool_iter_free(it);
     }
     co_procpool_free(p);
@@ -661,16 +661,16 @@ Test(procpool, imap_freed_early_drops_the_rest) {
         unlink(path);
         co_procpool_buf in[20];
         for (int i = 0; i < 20; i++) in[i] = (co_procpool_buf){path, strlen(path)};
-        co_procpool_iter *it = co_procpool_imap(p, "nap_mark", in, 20, 0, -1, flags);
+        co_procpool_iter *it = co_procpool_imap(p, "nap_mark", in, 20, 0, CO_FOREVER, flags);
         cr_assert_not_null(it);
         co_procpool_result r;
-        cr_assert_eq(co_procpool_iter_next(it, -1, NULL, &r), 0);
+        cr_assert_eq(co_procpool_iter_next(it, CO_FOREVER, NULL, &r), 0);
         cr_assert_eq(r.err, 0, "%s", r.msg);
         co_procpool_iter_free(it);
         /* two applies of the same job behind whatever still ran: once
          * they are done, nothing of the iterator's is left to run */
-        cr_assert_eq(co_procpool_apply(p, "nap_mark", path, strlen(path), -1, &r), 0, "%s", r.msg);
-        cr_assert_eq(co_procpool_apply(p, "nap_mark", path, strlen(path), -1, &r), 0, "%s", r.msg);
+        cr_assert_eq(co_procpool_apply(p, "nap_mark", path, strlen(path), CO_FOREVER, &r), 0, "%s", r.msg);
+        cr_assert_eq(co_procpool_apply(p, "nap_mark", path, strlen(path), CO_FOREVER, &r), 0, "%s", r.msg);
         char marks[64];
         size_t len = tu_read_file(path, marks, sizeof marks);
         unlink(path);
@@ -687,17 +687,17 @@ Test(procpool, imap_bad_arguments) {
     long x = 1;
     co_procpool_buf in = {&x, sizeof x};
     errno = 0;
-    cr_assert_null(co_procpool_imap(p, "square", &in, 1, 0, -1, 4));
+    cr_assert_null(co_procpool_imap(p, "square", &in, 1, 0, CO_FOREVER, 4));
     cr_assert_eq(errno, EINVAL);
-    cr_assert_null(co_procpool_imap(p, "nope", &in, 1, 0, -1, 0));
+    cr_assert_null(co_procpool_imap(p, "nope", &in, 1, 0, CO_FOREVER, 0));
     cr_assert_eq(errno, ENOENT);
-    cr_assert_null(co_procpool_imap(NULL, "square", &in, 1, 0, -1, 0));
+    cr_assert_null(co_procpool_imap(NULL, "square", &in, 1, 0, CO_FOREVER, 0));
     cr_assert_eq(errno, EINVAL);
     co_procpool_result r;
-    cr_assert_eq(co_procpool_iter_next(NULL, -1, NULL, &r), -EINVAL);
-    co_procpool_iter *it = co_procpool_imap(p, "square", NULL, 0, 0, -1, CO_PROCPOOL_UNORDERED);
+    cr_assert_eq(co_procpool_iter_next(NULL, CO_FOREVER, NULL, &r), -EINVAL);
+    co_procpool_iter *it = co_procpool_imap(p, "square", NULL, 0, 0, CO_FOREVER, CO_PROCPOOL_UNORDERED);
     cr_assert_not_null(it, "nothing to do is fine");
-    cr_assert_eq(co_procpool_iter_next(it, -1, NULL, &r), 1);
+    cr_assert_eq(co_procpool_iter_next(it, CO_FOREVER, NULL, &r), 1);
     co_procpool_iter_free(it);
     co_procpool_iter_free(NULL);
     co_procpool_free(p);
@@ -717,7 +717,7 @@ static void *imap_ticker(void *arg) {
 static void *imap_next_task(void *arg) {
     co_procpool_result r;
     size_t idx;
-    int rc = co_procpool_iter_next(g_it, -1, &idx, &r);
+    int rc = co_procpool_iter_next(g_it, CO_FOREVER, &idx, &r);
     if (rc == 0) co_procpool_result_clear(&r, 1);
     return (void *)(intptr_t)rc;
 }
@@ -749,7 +749,7 @@ Test(procpool, imap_from_a_task) {
     long ms[2] = {400, 300};
     co_procpool_buf in[2] = {{&ms[0], sizeof ms[0]}, {&ms[1], sizeof ms[1]}};
     for (int flags = 0; flags <= CO_PROCPOOL_UNORDERED; flags++) {
-        g_it = co_procpool_imap(p, "nap", in, 2, 0, -1, flags);
+        g_it = co_procpool_imap(p, "nap", in, 2, 0, CO_FOREVER, flags);
         cr_assert_not_null(g_it);
         imap_ticks = 0;
         co_loop *L = tu_loop_opts(false, false, 0);
@@ -777,7 +777,7 @@ Test(procpool, worker_retires_after_max_tasks) {
     co_procpool_buf in[12];
     co_procpool_result out[12];
     map_inputs(xs, in, 12);
-    cr_assert_eq(co_procpool_map(p, "square", in, 12, 2, -1, out), 0);
+    cr_assert_eq(co_procpool_map(p, "square", in, 12, 2, CO_FOREVER, out), 0);
     for (int i = 0; i < 12; i++) cr_assert_eq(*(long *)out[i].data, (long)(i * i));
     co_procpool_result_clear(out, 12);
     long after = apply_long(p, "nap", 0);

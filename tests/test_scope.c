@@ -48,7 +48,7 @@ static void *not_fired(void *arg) {
     cr_assert_eq(co_sleep(10), 0, "the deadline is gone with the scope");
     TIME_IS(11.0);
     co_scope u;
-    cr_assert_eq(co_scope_enter(&u, -1, CO_FAIL_AFTER), 0);
+    cr_assert_eq(co_scope_enter(&u, CO_FOREVER, CO_FAIL_AFTER), 0);
     cr_assert(isinf(co_scope_deadline(&u)));
     cr_assert_eq(co_sleep(100), 0, "no deadline");
     cr_assert_eq(co_scope_exit(&u), 0);
@@ -133,7 +133,7 @@ static void *shielded_cleanup(void *arg) {
     int rc = co_sleep(100);
     tu_log("body:%s@%.1f", co_err_name(rc), co_time());
     co_scope sh;
-    co_scope_enter(&sh, -1, CO_SHIELD);
+    co_scope_enter(&sh, CO_FOREVER, CO_SHIELD);
     cr_assert_not(co_cancelled(), "shielded");
     rc = co_sleep(2); /* cleanup that must wait */
     tu_log("cleanup:%s@%.1f", co_err_name(rc), co_time());
@@ -176,7 +176,7 @@ Test(scope, shield_own_deadline_applies) {
 static void *shield_from_outer_scope(void *arg) {
     co_scope outer, sh;
     co_scope_enter(&outer, 1.0, CO_FAIL_AFTER);
-    co_scope_enter(&sh, -1, CO_SHIELD);
+    co_scope_enter(&sh, CO_FOREVER, CO_SHIELD);
     cr_assert_eq(co_sleep(2), 0, "the outer scope fires at 1 s; the shield holds");
     TIME_IS(2.0);
     cr_assert_eq(co_scope_exit(&sh), -ECANCELED);
@@ -220,7 +220,7 @@ static void *canceller(void *arg) {
 static void *manual_cancel(void *arg) {
     co_scope s;
     g_scope = &s;
-    co_scope_enter(&s, -1, CO_FAIL_AFTER);
+    co_scope_enter(&s, CO_FOREVER, CO_FAIL_AFTER);
     co_task *t = co_spawn(canceller, NULL);
     cr_assert_eq(co_sleep(10), -ECANCELED);
     TIME_IS(1.0);

@@ -53,7 +53,7 @@ static void *waiter(void *arg) {
 
 static void *raise_usr1(void *arg) {
     (void)arg;
-    waitarg w = {.set = one(SIGUSR1), .timeout = -1};
+    waitarg w = {.set = one(SIGUSR1), .timeout = CO_FOREVER};
     co_task *t = co_spawn(waiter, &w);
     co_yield(); /* the waiter now waits */
     cr_assert(blocked_here(SIGUSR1), "blocked while waited for");
@@ -72,7 +72,7 @@ Test(signal, wait_raise) {
 
 static void *kill_self(void *arg) {
     (void)arg;
-    waitarg w = {.timeout = -1};
+    waitarg w = {.timeout = CO_FOREVER};
     sigemptyset(&w.set);
     sigaddset(&w.set, SIGUSR1);
     sigaddset(&w.set, SIGUSR2);
@@ -124,7 +124,7 @@ Test(signal, delivered_to_another_thread_is_forwarded) {
 
 static void *two_waiters(void *arg) {
     (void)arg;
-    waitarg a = {.set = one(SIGUSR1), .timeout = -1}, b = {.set = one(SIGUSR2), .timeout = -1};
+    waitarg a = {.set = one(SIGUSR1), .timeout = CO_FOREVER}, b = {.set = one(SIGUSR2), .timeout = CO_FOREVER};
     co_task *ta = co_spawn(waiter, &a), *tb = co_spawn(waiter, &b);
     co_yield();
     raise(SIGUSR2);
@@ -191,7 +191,7 @@ Test(signal, pending_signal_taken_at_once) {
 static void *forever_waiter(void *arg) {
     (void)arg;
     sigset_t s = one(SIGUSR1);
-    int rc = co_signal_wait(&s, -1, NULL);
+    int rc = co_signal_wait(&s, CO_FOREVER, NULL);
     return rc ? co_fail(rc, "wait") : NULL;
 }
 
@@ -212,7 +212,7 @@ static void *deadline_scope(void *arg) {
     co_scope sc;
     co_scope_enter(&sc, 0.02, CO_FAIL_AFTER);
     sigset_t s = one(SIGUSR1);
-    int rc = co_signal_wait(&s, -1, NULL);
+    int rc = co_signal_wait(&s, CO_FOREVER, NULL);
     cr_assert_eq(rc, -ECANCELED, "%s", co_err_name(rc));
     cr_assert_eq(co_scope_exit(&sc), -ETIMEDOUT);
     return NULL;
@@ -352,7 +352,7 @@ static void *handler_and_wait(void *arg) {
     (void)arg;
     memset(hits, 0, sizeof hits);
     cr_assert_eq(co_signal_add_handler(SIGUSR1, count, NULL), 0);
-    waitarg w = {.set = one(SIGUSR1), .timeout = -1};
+    waitarg w = {.set = one(SIGUSR1), .timeout = CO_FOREVER};
     co_task *t = co_spawn(waiter, &w);
     co_yield();
     raise(SIGUSR1);
@@ -451,7 +451,7 @@ Test(signal, co_run_leaves_a_program_sigterm_setting) {
  * cancelled; afterwards co_run's own handling is back. */
 static void *waits_for_term(void *arg) {
     (void)arg;
-    waitarg w = {.set = one(SIGTERM), .timeout = -1};
+    waitarg w = {.set = one(SIGTERM), .timeout = CO_FOREVER};
     co_task *t = co_spawn(waiter, &w);
     co_yield();
     raise(SIGTERM);

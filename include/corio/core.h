@@ -39,11 +39,20 @@
 #ifndef CORIO_CORE_H
 #define CORIO_CORE_H
 
+#include <math.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "error.h"
+
+/* Timeouts (every `double timeout` in corio, asyncio's rule): seconds from
+ * now; `<= 0` has already expired (a call whose result is at hand still
+ * returns it: a poll); CO_FOREVER means no limit; NaN is -EINVAL; a
+ * duration too long for the clock is CO_FOREVER. In option structs, 0
+ * means "the default" (so a zeroed struct is the default), and a negative
+ * value has expired. */
+#define CO_FOREVER INFINITY
 
 #ifdef __cplusplus
 extern "C" {

@@ -15,7 +15,7 @@
  *
  * Waiting: every call that can wait honours the calling task's
  * cancellation (-ECANCELED) and its open scopes' deadlines (-ETIMEDOUT).
- * Calls with an explicit `timeout` (seconds; < 0 or INFINITY: none) add
+ * Calls with an explicit `timeout` (seconds; the rule in core.h: <= 0 has expired, CO_FOREVER: none) add
  * that limit on top.
  *
  * Errors are the kernel's, negated (-ECONNREFUSED, -ECONNRESET, -EPIPE,
@@ -131,8 +131,8 @@ typedef struct co_tls_ctx co_tls_ctx; /* corio/tls.h */
 
 typedef struct co_connect_opts {
     int family;             /* AF_UNSPEC (default: every address), AF_INET, AF_INET6 */
-    double attempt_timeout; /* per address tried; 0: default 10 s; < 0: none */
-    double timeout;         /* the whole connect, DNS included; 0 or < 0: none */
+    double attempt_timeout; /* per address tried; 0: default 10 s; CO_FOREVER: none */
+    double timeout;         /* the whole connect, DNS included; 0 (default) or CO_FOREVER: none */
     const char *local_host; /* bind before connecting (NULL: no) */
     co_tls_ctx *tls;        /* streams: wrap in TLS with this context (NULL: plain) */
     const char *tls_host;   /* TLS: the name to verify and send as SNI (NULL: host) */

@@ -80,7 +80,7 @@ typedef struct co_tls_opts {
      * tells whether the data was complete). */
     bool allow_truncation;
     /* The longest co_stream_start_tls may take, in seconds, on top of the
-     * task's own deadlines: 0 means 60 (asyncio's default), < 0 none.
+     * task's own deadlines: 0 means 60 (asyncio's default), CO_FOREVER none.
      * Bounds a server's handshake with a client that never speaks. */
     double handshake_timeout;
 } co_tls_opts;

@@ -21,6 +21,7 @@
 #define CO__WSET_LOCAL 8
 
 typedef struct co__wset co__wset;
+typedef bool (*co__wset_pred)(const co__wset *s);
 
 typedef struct co__watch {
     co__waiter w; /* CO__W_HOOK in tasks[idx]'s done list */
@@ -32,6 +33,7 @@ struct co__wset {
     co_task **tasks;     /* the caller's array */
     size_t n;
     co_task *waiter;     /* the task parked in co__wset_wait, or NULL */
+    co__wset_pred pred;  /* what it waits for */
     size_t ndone;        /* tasks finished */
     size_t first_bad;    /* index of the first to finish not DONE, or CO__NONE */
     size_t first_failed; /* index of the first to finish FAILED, or CO__NONE */
@@ -138,7 +140,6 @@ static void co__wset_fini(co__wset *s) {
     s->n = 0;
 }
 
-typedef bool (*co__wset_pred)(const co__wset *s);
 static bool co__all_done(const co__wset *s) { return s->ndone == s->n; }
 static bool co__all_done_or_bad(const co__wset *s) { return s->ndone == s->n || s->first_bad != CO__NONE; }
 static bool co__any_done(const co__wset *s) { return s->ndone > 0; }
@@ -147,26 +148,21 @@ static bool co__all_done_or_failed(const co__wset *s) {
     return s->ndone == s->n || s->first_failed != CO__NONE;
 }
 
+static bool co__wset_done(const void *arg) {
+    const co__wset *s = arg;
+    return s->pred(s);
+}
+
 /* Parks the calling task t until pred(s) holds (0), the loop clock reaches
  * deadline (-ETIMEDOUT), or — if interruptible — a cancellation is pending
- * for t (-ECANCELED). Not interruptible, a cancellation wakes t up but the
- * wait goes on: used to let children finish their cleanup. */
+ * for t (-ECANCELED): the one wait's rules (wait.h). Not interruptible, a
+ * cancellation wakes t up but the wait goes on: used to let children
+ * finish their cleanup. */
 static int co__wset_wait(co__wset *s, co_task *t, co__wset_pred pred, int64_t deadline,
                          bool interruptible) {
-    co_loop *L = t->loop;
-    bool armed = false;
-    int rc = 0;
     s->waiter = t;
-    for (;;) {
-        if (pred(s)) break;
-        if (interruptible && co__cancel_pending(t)) {
-            rc = -ECANCELED;
-            break;
-        }
-        if ((rc = co__deadline_arm(t, deadline, &armed))) break;
-        co__suspend(t); /* the code is a hint; the counters are the truth */
-    }
-    if (armed) co__heap_remove(&L->timers, &t->timer);
+    s->pred = pred;
+    int rc = co__wait(t, deadline, co__wset_done, s, interruptible ? 0 : CO__WAIT_SHIELDED);
     s->waiter = NULL;
     return rc;
 }
@@ -235,7 +231,8 @@ int co_wait(co_task **tasks, size_t n, int when, double timeout, co_task **done,
     co_task *cur;
     int rc = co__caller(&cur);
     if (rc) return rc;
-    if (!n || isnan(timeout)) return -EINVAL;
+    int64_t deadline;
+    if (!n || co__deadline_in(cur->loop, timeout, &deadline)) return -EINVAL;
     co__wset_pred pred;
     switch (when) {
     case CO_ALL_COMPLETED: pred = co__all_done; break;
@@ -251,7 +248,7 @@ int co_wait(co_task **tasks, size_t n, int when, double timeout, co_task **done,
         co__distinct_free(tasks, given, local);
         return rc;
     }
-    rc = co__wset_wait(&s, cur, pred, co__deadline_after(cur->loop, timeout), true);
+    rc = co__wset_wait(&s, cur, pred, deadline, true);
     if (rc == -ETIMEDOUT) rc = 0;
     if (done)
         for (size_t i = 0; i < s.nordered; i++) done[i] = tasks[s.order[i]];
@@ -285,6 +282,8 @@ int co_as_completed_init(co_as_completed *it, co_task **tasks, size_t n, double 
     int err = 0;
     co_loop *L = co__loop_get(&err);
     if (!L) return err;
+    int64_t deadline;
+    co__deadline_in(L, timeout, &deadline);
     int rc = co__check_tasks(L, co_current(), tasks, n, "co_as_completed_init");
     if (rc) return rc;
     co__asc *a = calloc(1, sizeof *a);
@@ -298,7 +297,7 @@ int co_as_completed_init(co_as_completed *it, co_task **tasks, size_t n, double 
     n = co__distinct(copy, copy, n); /* a task given twice is yielded once */
     a->loop = L;
     a->tasks = copy;
-    a->deadline = co__deadline_after(L, timeout);
+    a->deadline = deadline;
     if ((rc = co__wset_init(&a->set, copy, n, true))) {
         free(copy);
         free(a);
@@ -342,13 +341,14 @@ int co_wait_for(co_task *t, double timeout, void **value) {
     co_task *cur;
     int rc = co__caller(&cur);
     if (rc) return rc;
-    if (!t || isnan(timeout)) return -EINVAL;
+    int64_t deadline;
+    if (!t || co__deadline_in(cur->loop, timeout, &deadline)) return -EINVAL;
     if ((rc = co__check_tasks(cur->loop, cur, &t, 1, "co_wait_for"))) return rc;
     co__wset s;
     if ((rc = co__wset_init(&s, &t, 1, false))) return rc;
     /* co__wset_wait looks at the task before the clock: a task that
      * finished in the turn the timeout fired, before we ran, wins. */
-    rc = co__wset_wait(&s, cur, co__all_done, co__deadline_after(cur->loop, timeout), true);
+    rc = co__wset_wait(&s, cur, co__all_done, deadline, true);
     if (rc == -ETIMEDOUT || rc == -ECANCELED) {
         int why = rc;
         co__wset_cancel_all(&s, cur, why == -ETIMEDOUT ? "co_wait_for: timed out" : NULL);

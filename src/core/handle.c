@@ -90,7 +90,7 @@ static int co__call(int64_t deadline, bool timed, co_cb fn, void *arg, co_handle
     h->fn.call = fn;
     h->arg = arg;
     if (timed) {
-        if (co__heap_add(&L->timers, &h->timer, deadline) < 0) {
+        if (co__timer_arm(L, &h->timer, deadline) < 0) {
             co__handle_free(L, h);
             return -ENOMEM;
         }
@@ -144,7 +144,7 @@ int co_handle_cancel(co_handle hd) {
         h->gen++;
         return 1;
     case CO__H_TIMED:
-        co__heap_remove(&L->timers, &h->timer);
+        co__timer_disarm(L, &h->timer);
         co__handle_free(L, h);
         return 1;
     default:

@@ -60,24 +60,6 @@ typedef struct co__heap {
     uint64_t seq;
 } co__heap;
 
-/* Seconds to nanoseconds, rounded, clamped to +-INT64_MAX/2 so that adding
- * a clock value cannot overflow. NaN is the caller's to refuse. */
-static inline int64_t co__sec_to_ns(double s) {
-    if (s > 9.2e9) return INT64_MAX / 2;
-    if (s < -9.2e9) return INT64_MIN / 2;
-    return (int64_t)(s * 1e9 + (s >= 0 ? 0.5 : -0.5));
-}
-/* A deadline that never comes (scopes, combinator waits). */
-#define CO__NO_DEADLINE INT64_MAX
-/* The loop-clock deadline `timeout` seconds from now (the clock refreshed
- * first, as co_sleep does); timeout < 0 or INFINITY: CO__NO_DEADLINE. */
-int64_t co__deadline_after(co_loop *L, double timeout);
-/* One round of a wait loop with a deadline, using the task's own timer:
- * 0 (not passed: suspend; the timer is armed on the first call),
- * -ETIMEDOUT (passed, or the armed timer fired) or -ENOMEM. The caller
- * disarms the timer when its loop ends if *armed. */
-int co__deadline_arm(co_task *t, int64_t deadline, bool *armed);
-
 void co__heap_init(co__heap *h);
 void co__heap_fini(co__heap *h);
 /* Arms t at deadline. 0, or -ENOMEM (growing the array; amortised, rare). */
@@ -479,5 +461,7 @@ static inline int co__fd_ready(const co_loop *L, int fd) {
 static inline bool co__fd_ended(const co_loop *L, int fd) {
     return (size_t)fd < L->nfds && L->fds[fd] && L->fds[fd]->ended;
 }
+
+#include "wait.h"
 
 #endif

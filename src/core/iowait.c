@@ -21,6 +21,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -106,6 +107,8 @@ void co__fd_event(co_loop *L, void *data, uint32_t pev) {
     if (r->hook) r->hook(r->hook_arg, ev);
 }
 
+static bool co__iowaiter_done(const void *w) { return ((const co__iowaiter *)w)->got != 0; }
+
 int co__fd_wait_rec(co_loop *L, co__iofd *r, int events, int64_t deadline) {
     if (r->ready & events) return r->ready & events;
     co_task *t;
@@ -115,19 +118,9 @@ int co__fd_wait_rec(co_loop *L, co__iofd *r, int events, int64_t deadline) {
     co__iowaiter w = {.task = t, .events = events, .got = 0};
     co__list_append(&r->waiters, &w.link);
     L->io_waiters++;
-    bool armed = false;
-    for (;;) {
-        if (w.got) break;
-        if (co__cancel_pending(t)) {
-            rc = -ECANCELED;
-            break;
-        }
-        if ((rc = co__deadline_arm(t, deadline, &armed))) break;
-        co__suspend(t); /* the code is a hint; w.got is the truth */
-    }
-    if (armed) co__heap_remove(&L->timers, &t->timer);
+    rc = co__wait(t, deadline, co__iowaiter_done, &w, 0);
     L->io_waiters--;
-    if (w.got) return w.got; /* ready (or -EBADF: forgotten) wins over a late cancel */
+    if (rc == 0) return w.got; /* ready, or -EBADF: forgotten */
     co__list_remove(&w.link);
     return rc;
 }
@@ -204,13 +197,31 @@ int co__fd_wait_rearm(co_loop *L, int fd, int events, int64_t deadline) {
     return co__fd_wait_rec(L, r, events, deadline);
 }
 
+/* co_wait_fd with a timeout that has expired: a poll. The readiness an
+ * edge-triggered registration knows is stale for fds the caller drains
+ * unseen, so ask the kernel. The events ready, or -ETIMEDOUT. */
+static int co__fd_poll_now(int fd, int events) {
+    struct pollfd p = {.fd = fd};
+    if (events & CO_READ) p.events |= POLLIN;
+    if (events & CO_WRITE) p.events |= POLLOUT;
+    if (poll(&p, 1, 0) < 0) return -errno;
+    if (p.revents & POLLNVAL) return -EBADF;
+    int got = 0;
+    if (p.revents & (POLLIN | POLLERR | POLLHUP)) got |= CO_READ;
+    if (p.revents & (POLLOUT | POLLERR | POLLHUP)) got |= CO_WRITE;
+    got &= events;
+    return got ? got : -ETIMEDOUT;
+}
+
 int co_wait_fd(int fd, int events, double timeout) {
     co_task *t;
     int rc = co__can_suspend(&t);
     if (rc) return rc;
     events &= CO_READ | CO_WRITE;
-    if (fd < 0 || !events) return -EINVAL;
-    return co__fd_wait_rearm(t->loop, fd, events, co__deadline_after(t->loop, timeout));
+    int64_t deadline;
+    if (fd < 0 || !events || co__deadline_in(t->loop, timeout, &deadline)) return -EINVAL;
+    if (deadline <= t->loop->now) return co__fd_poll_now(fd, events);
+    return co__fd_wait_rearm(t->loop, fd, events, deadline);
 }
 
 int co_fd_forget(int fd) {

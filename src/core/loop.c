@@ -512,7 +512,7 @@ int co_loop_free(co_loop *L) {
     co__list_for_each_safe(it, tmp, &L->all) {
         co_task *t = co__container_of(it, co_task, all);
         co__list_remove(&t->all);
-        co__heap_remove(&L->timers, &t->timer);
+        co__timer_disarm(L, &t->timer);
         /* done-list entries live in the loop's memory or on dead stacks */
         while (!co__list_empty(&t->done)) {
             co__waiter *w = co__container_of(co__list_pop_front(&t->done), co__waiter, link);

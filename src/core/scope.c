@@ -67,7 +67,7 @@ static int co__scope_arm(co__scope *s, int64_t deadline) {
         co__scope_deliver(s);
         return 0;
     }
-    return co__heap_add(&L->timers, &s->timer, deadline);
+    return co__timer_arm(L, &s->timer, deadline);
 }
 
 int co__scope_push(co__scope *s, co_task *t, int64_t deadline, int mode) {
@@ -85,7 +85,7 @@ int co__scope_push(co__scope *s, co_task *t, int64_t deadline, int mode) {
 }
 
 void co__scope_pop(co__scope *s) {
-    co__heap_remove(&s->task->loop->timers, &s->timer);
+    co__timer_disarm(s->task->loop, &s->timer);
     s->task->scope = s->parent;
     s->open = false;
 }
@@ -95,7 +95,9 @@ int co_scope_enter(co_scope *s, double timeout, int mode) {
     co_loop *L = co__tls_loop;
     co_task *t = L ? L->cur : NULL;
     if (!t) return -CO_ENOTASK;
-    return co__scope_push(co__sc(s), t, co__deadline_after(L, timeout), mode);
+    int64_t deadline;
+    co__deadline_in(L, timeout, &deadline);
+    return co__scope_push(co__sc(s), t, deadline, mode);
 }
 
 int co_scope_exit(co_scope *us) {
@@ -124,9 +126,10 @@ int co_scope_reschedule(co_scope *us, double when) {
     if (rc) return rc;
     if (s->fired) return -CO_EINVALSTATE;
     co_loop *L = s->task->loop;
-    co__heap_remove(&L->timers, &s->timer);
+    co__timer_disarm(L, &s->timer);
     co__loop_update_time(L);
-    int64_t d = isinf(when) && when > 0 ? CO__NO_DEADLINE : co__sec_to_ns(when);
+    int64_t d;
+    co__deadline_at(when, &d);
     return co__scope_arm(s, d);
 }
 

@@ -12,6 +12,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -305,7 +306,7 @@ void co__fire_done(co_task *t) {
 void co__task_finish(co_task *t) {
     co_loop *L = t->loop;
     if (!(t->flags & CO__T_FUTURE)) L->ntasks_live--;
-    co__heap_remove(&L->timers, &t->timer);
+    co__timer_disarm(L, &t->timer);
     t->finished_at = L->now; /* the turn's clock: a clock read per finish costs 13% of a spawn */
     co__fire_done(t);
     if (L->stop_when == t) L->stopping = true;
@@ -341,34 +342,55 @@ bool co_cancelled(void) {
     return t && co__cancel_pending(t);
 }
 
+/* A sleep's completion is its deadline: the timer that fired wins over a
+ * cancel in the same turn, as every wait's completion does (wait.h). */
+typedef struct co__sleeper {
+    const co_loop *loop;
+    int64_t until;
+} co__sleeper;
+static bool co__slept(const void *arg) {
+    const co__sleeper *z = arg;
+    return z->loop->now >= z->until;
+}
+
+/* Sleeps until `until` on the loop clock (CO__NO_DEADLINE: until
+ * cancelled); an `until` that has passed yields once (asyncio.sleep(0)). */
+static int co__sleep_until(co_task *t, int64_t until) {
+    co_loop *L = t->loop;
+    if (until <= L->now) {
+        co__wake(t, 0);
+        return co__suspend(t);
+    }
+    co__sleeper z = {L, until};
+    return co__wait(t, until, co__slept, &z, 0);
+}
+
 int co_sleep_ns(int64_t ns) {
     co_task *t;
     int rc = co__can_suspend(&t);
     if (rc) return rc;
-    co_loop *L = t->loop;
-    if (ns <= 0) { /* asyncio.sleep(0): yield once */
-        co__wake(t, 0);
-        return co__suspend(t);
-    }
-    co__loop_update_time(L); /* "at least ns from now", not from the turn's start */
-    rc = co__heap_add(&L->timers, &t->timer, L->now + ns);
-    if (rc) return rc;
-    rc = co__suspend(t);
-    if (rc) co__heap_remove(&L->timers, &t->timer);
-    return rc;
+    if (ns > 0) co__loop_update_time(t->loop); /* "at least ns from now", not from the turn's start */
+    return co__sleep_until(t, co__deadline_plus(t->loop->now, ns));
 }
 
-/* A zero, negative or NaN duration yields once. */
-static int64_t co__sleep_ns(double s) { return s > 0 ? co__sec_to_ns(s) : 0; }
-
-int co_sleep(double seconds) { return co_sleep_ns(co__sleep_ns(seconds)); }
+int co_sleep(double seconds) {
+    co_task *t;
+    int rc = co__can_suspend(&t);
+    if (rc) return rc;
+    if (isnan(seconds)) return -EINVAL;
+    if (!(seconds > 0)) return co__sleep_until(t, t->loop->now); /* yield, no clock read */
+    int64_t until;
+    co__deadline_in(t->loop, seconds, &until);
+    return co__sleep_until(t, until);
+}
 
 int co_sleep_until(double when) {
     co_task *t;
     int rc = co__can_suspend(&t);
     if (rc) return rc;
-    double delta = when - (double)t->loop->now * 1e-9;
-    return co_sleep_ns(co__sleep_ns(delta));
+    int64_t until;
+    if (co__deadline_at(when, &until)) return -EINVAL;
+    return co__sleep_until(t, until);
 }
 
 int co_yield(void) { return co_sleep_ns(0); }
@@ -392,6 +414,8 @@ int co__task_outcome(co_task *t, void **value) {
     }
 }
 
+static bool co__joined(const void *t) { return co_task_done(t); }
+
 int co_join(co_task *t, void **value) {
     if (!t) return -EINVAL;
     co_loop *L = co__tls_loop;
@@ -406,7 +430,7 @@ int co_join(co_task *t, void **value) {
     co__list_init(&w.link);
     co__list_append(&t->done, &w.link);
     co_task_retain(t);
-    int rc = co__suspend(cur);
+    int rc = co__wait(cur, CO__NO_DEADLINE, co__joined, t, 0);
     if (co__list_linked(&w.link)) co__list_remove(&w.link);
     if (rc == 0) rc = co__task_outcome(t, value);
     co_task_release(t);

@@ -104,12 +104,6 @@ co__timer *co__heap_pop(co__heap *h) {
     return t;
 }
 
-int64_t co__deadline_after(co_loop *L, double timeout) {
-    if (timeout < 0 || isinf(timeout)) return CO__NO_DEADLINE;
-    co__loop_update_time(L);
-    return L->now + co__sec_to_ns(timeout);
-}
-
 void co__timer_fire(co_loop *L, co__timer *t) {
     if (t->kind == CO__TM_TASK) {
         co_task *task = co__container_of(t, co_task, timer);
@@ -121,14 +115,4 @@ void co__timer_fire(co_loop *L, co__timer *t) {
         h->state = CO__H_READY;
         co__rq_push(L, &h->run);
     }
-}
-
-int co__deadline_arm(co_task *t, int64_t deadline, bool *armed) {
-    if (deadline == CO__NO_DEADLINE) return 0;
-    if (*armed) return t->timer.idx == CO__TIMER_IDLE ? -ETIMEDOUT : 0; /* idle: it fired */
-    co_loop *L = t->loop;
-    if (deadline <= L->now) return -ETIMEDOUT;
-    if (co__heap_add(&L->timers, &t->timer, deadline) < 0) return -ENOMEM;
-    *armed = true;
-    return 0;
 }

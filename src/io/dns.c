@@ -75,7 +75,7 @@ int co_getaddrinfo(const char *host, const char *port, const struct addrinfo *hi
         return err;
     }
     void *out = NULL;
-    int rc = co_tsfuture_wait(f, -1, &out);
+    int rc = co_tsfuture_wait(f, CO_FOREVER, &out);
     if (rc) {
         /* Cancelled (or the pool shut down). A job still queued is taken
          * out and never runs: j is ours to free. One that runs or ran

@@ -267,7 +267,7 @@ static int co__freq_run(co__freq *r) {
         return -err;
     }
     void *v;
-    int rc = co_tsfuture_wait(fut, -1, &v);
+    int rc = co_tsfuture_wait(fut, CO_FOREVER, &v);
     if (rc == 0) {
         co_tsfuture_release(fut);
         return 0;

@@ -84,12 +84,9 @@ static int co__proc_reap(co_process *p) {
  * `pause` seconds and not past deadline. 0 (look again), -ETIMEDOUT
  * (deadline passed), -ECANCELED. */
 static int co__proc_pause(co_loop *L, int64_t deadline, double pause) {
-    if (deadline != CO__NO_DEADLINE) {
-        co__loop_update_time(L);
-        if (L->now >= deadline) return -ETIMEDOUT;
-        double left = (double)(deadline - L->now) * 1e-9;
-        if (left < pause) pause = left;
-    }
+    double left = co__deadline_left(L, deadline);
+    if (left <= 0) return -ETIMEDOUT;
+    if (left < pause) pause = left;
     sigset_t chld;
     sigemptyset(&chld);
     sigaddset(&chld, SIGCHLD);
@@ -345,7 +342,9 @@ int co_process_wait(co_process *p, double timeout, int *returncode) {
     co_task *t;
     int rc = co__proc_enter(p, &t);
     if (rc) return rc;
-    rc = co__proc_wait(p, co__deadline_after(p->loop, timeout));
+    int64_t deadline;
+    if (co__deadline_in(p->loop, timeout, &deadline)) return -EINVAL;
+    rc = co__proc_wait(p, deadline);
     if (rc < 0) return rc;
     if (returncode) *returncode = p->returncode;
     return 0;

@@ -146,7 +146,7 @@ int co_server_close(co_server *srv, int mode) {
     bool cancelled = rc == -ECANCELED;
     while (!co_task_done(srv->acceptor)) {
         co_scope sh;
-        co_scope_enter(&sh, -1, CO_SHIELD); /* the cleanup runs to its end */
+        co_scope_enter(&sh, CO_FOREVER, CO_SHIELD); /* the cleanup runs to its end */
         co_join(srv->acceptor, NULL);
         co_scope_exit(&sh);
     }
@@ -169,7 +169,7 @@ int co_server_close(co_server *srv, int mode) {
         if (cancelled && !co_task_done(t)) {
             co_cancel(t, "server closing");
             co_scope sh;
-            co_scope_enter(&sh, -1, CO_SHIELD);
+            co_scope_enter(&sh, CO_FOREVER, CO_SHIELD);
             co_join(t, NULL);
             co_scope_exit(&sh);
         }

@@ -196,7 +196,8 @@ int co_signal_wait(const sigset_t *set, double timeout, int *signo) {
     if (rc) return rc;
     if ((rc = co__sig_check_set(set))) return rc;
     co_loop *L = t->loop;
-    int64_t deadline = co__deadline_after(L, timeout);
+    int64_t deadline;
+    if (co__deadline_in(L, timeout, &deadline)) return -EINVAL;
     if ((rc = co__sig_watch_set(set))) return rc;
     int fd = signalfd(-1, set, SFD_NONBLOCK | SFD_CLOEXEC);
     if (fd < 0) rc = -errno;

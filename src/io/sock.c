@@ -92,7 +92,8 @@ int co_connect(int fd, const struct sockaddr *addr, socklen_t len, double timeou
     int rc;
     co_loop *L = co__io_loop(&rc);
     if (!L) return rc;
-    if (fd < 0 || !addr) return -EINVAL;
+    int64_t deadline;
+    if (fd < 0 || !addr || co__deadline_in(L, timeout, &deadline)) return -EINVAL;
     char peer[128];
     if ((rc = co__fault(CO_FAULT_CONNECT)))
         return co__io_fail(rc, "connect to %s failed: %s (injected fault)", co_sockaddr_str(addr, len, peer, sizeof peer),
@@ -101,7 +102,6 @@ int co_connect(int fd, const struct sockaddr *addr, socklen_t len, double timeou
     if (errno != EINPROGRESS && errno != EINTR)
         return co__io_fail(-errno, "connect to %s failed: %s", co_sockaddr_str(addr, len, peer, sizeof peer),
                            strerror(errno));
-    int64_t deadline = co__deadline_after(L, timeout);
     for (;;) {
         rc = co__fd_wait_rearm(L, fd, CO_WRITE, deadline);
         if (rc < 0) {
@@ -277,7 +277,7 @@ int co_tcp_connect(const char *host, const char *port, const co_connect_opts *op
     if (opts) o = *opts;
     double attempt = o.attempt_timeout == 0 ? 10.0 : o.attempt_timeout;
     co_scope sc;
-    bool scoped = o.timeout > 0;
+    bool scoped = o.timeout != 0 && !isinf(o.timeout); /* 0: none (the default) */
     if (scoped) {
         int rc = co_scope_enter(&sc, o.timeout, CO_FAIL_AFTER);
         if (rc) return rc;

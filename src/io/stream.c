@@ -597,7 +597,7 @@ int co_open_connection(const char *host, const char *port, const co_connect_opts
     *out = NULL;
     /* with TLS, opts->timeout covers the handshake too */
     co_scope sc;
-    bool scoped = opts && opts->tls && opts->timeout > 0;
+    bool scoped = opts && opts->tls && opts->timeout != 0 && !isinf(opts->timeout);
     int rc = scoped ? co_scope_enter(&sc, opts->timeout, CO_FAIL_AFTER) : 0;
     if (rc) return rc;
     int fd;
@@ -617,7 +617,7 @@ int co_open_unix_connection(const char *path, const co_connect_opts *opts, co_st
     if (!out) return -EINVAL;
     *out = NULL;
     int fd;
-    int rc = co_unix_connect(path, opts && opts->attempt_timeout > 0 ? opts->attempt_timeout : -1, &fd);
+    int rc = co_unix_connect(path, opts && opts->attempt_timeout != 0 ? opts->attempt_timeout : CO_FOREVER, &fd);
     if (rc) return rc;
     return co__open_stream(fd, opts, path, NULL, out);
 }

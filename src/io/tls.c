@@ -48,7 +48,7 @@ struct co_tls_ctx {
     atomic_uint refs;
     bool server;
     bool allow_trunc;
-    double hs_timeout;       /* seconds; < 0: none */
+    double hs_timeout;       /* seconds; CO_FOREVER: none */
     unsigned char *alpn;     /* server: its list, wire format (length-prefixed) */
     size_t alpn_len;
 };
@@ -345,6 +345,10 @@ static int co__tls_ctx_new(bool server, const char *cert, const char *key, const
     if (!c) return co__io_fail(-ENOMEM, "TLS: out of memory");
     atomic_init(&c->refs, 1);
     c->server = server;
+    if (isnan(o->handshake_timeout)) {
+        free(c);
+        return co__io_fail(-EINVAL, "TLS: handshake_timeout is NaN");
+    }
     c->hs_timeout = o->handshake_timeout == 0 ? 60 : o->handshake_timeout;
     ERR_clear_error();
     c->ssl = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
@@ -626,7 +630,8 @@ int co_stream_start_tls(co_stream *s, co_tls_ctx *ctx, const char *host) {
     /* Nobody else may use the stream meanwhile: readers and drains get
      * -EBUSY, writers -CO_ECLOSED (a write now would go out in the clear). */
     s->reading = s->writing = s->wclosed = true;
-    int64_t deadline = ctx->hs_timeout < 0 ? CO__NO_DEADLINE : co__deadline_after(L, ctx->hs_timeout);
+    int64_t deadline;
+    co__deadline_in(L, ctx->hs_timeout, &deadline); /* NaN refused when the context was made */
     rc = co__tls_handshake(t, deadline);
     s->reading = s->writing = s->wclosed = false;
     if (rc) {

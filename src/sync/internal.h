@@ -11,12 +11,13 @@
  *            follow-up) and woke the task;
  *   FAILED   woken with an error (-CO_ECLOSED, -CO_ESHUTDOWN, -CO_EBROKEN)
  *            and unlinked.
- * The task resumes with co__suspend's wake code, which a cancel arriving
- * after the wake-up overwrites with -ECANCELED: the record's state, not the
- * wake code, says whether the task was granted something, so a granted
- * waiter that turns out cancelled can pass its grant on. A record still
- * linked after the wait proves the primitive is alive (destroy unlinks
- * every record and marks it FAILED), so unlinking it is always safe.
+ * The task waits through the one wait (core/wait.h), whose completion is
+ * "the record left WAITING": a grant or a failure that happened is never
+ * thrown away, even when a cancel lands in the same turn (the cancel stays
+ * pending and the task's next suspension point reports it), so no grant
+ * ever needs passing on. A record still linked after the wait proves the
+ * primitive is alive (destroy unlinks every record and marks it FAILED),
+ * so unlinking it is always safe.
  */
 #ifndef CO_SYNC_INTERNAL_H
 #define CO_SYNC_INTERNAL_H
@@ -75,24 +76,24 @@ static inline co__swait *co__swait_first(co__list *l) {
     return co__list_empty(l) ? NULL : co__container_of(l->next, co__swait, link);
 }
 
-/* Parks t in `waiting` until a waker moves the record (or, if
- * `cancellable`, a cancel wakes it); unlinks the record and returns the
- * wake code. Uncancellable waits (a cond re-taking its mutex) go back to
- * sleep when a cancel wakes them, keeping their place. */
+static inline bool co__swait_moved(const void *w) { return ((const co__swait *)w)->state != CO__SW_WAITING; }
+
+/* Parks t in `waiting` until a waker moves the record (0: GRANTED or
+ * FAILED, see w->state) or, if `cancellable`, a cancellation is pending
+ * (-ECANCELED, still WAITING); unlinks the record. Uncancellable waits (a
+ * cond re-taking its mutex) sleep on through a cancel, keeping their place. */
 static inline int co__swait_park(co__list *waiting, co__swait *w, co_task *t, bool cancellable) {
     w->task = t;
     w->state = CO__SW_WAITING;
     w->err = 0;
     co__list_append(waiting, &w->link);
-    int rc;
-    do rc = co__suspend(t);
-    while (w->state == CO__SW_WAITING && (rc == 0 || !cancellable)); /* only a waker says 0 */
+    int rc = co__wait(t, CO__NO_DEADLINE, co__swait_moved, w, cancellable ? 0 : CO__WAIT_SHIELDED);
     co__list_remove(&w->link);
     return rc;
 }
 
-/* What a wait that was not granted returns: the wake code (a cancel), or
- * the error it was failed with. For a granted record: the wake code. */
+/* What a wait returns: the cancel, or the error the record was failed
+ * with, or 0 (granted). */
 static inline int co__swait_result(const co__swait *w, int rc) { return rc ? rc : w->err; }
 
 /* Grants w and wakes its task; keeps it in `granted` (NULL: unlinked) until

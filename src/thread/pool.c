@@ -695,7 +695,7 @@ int co_run_blocking_ex(co_pool *p, co_blocking_fn fn, void *arg, void (*free_res
     if (rc) return rc;
     co_tsfuture *f = co_pool_submit_ex(p, fn, arg, free_result);
     if (!f) return -errno;
-    rc = co_tsfuture_wait(f, -1, result);
+    rc = co_tsfuture_wait(f, CO_FOREVER, result);
     /* The task stopped waiting (cancelled): a queued job never runs; a
      * running one sees co_blocking_cancelled(), and its late result goes
      * to free_result when the last reference drops. */

@@ -108,7 +108,8 @@ static int64_t now_ns(void) {
 }
 
 static int64_t timeout_to_ns(double t) {
-    if (t < 0 || isinf(t)) return -1;
+    if (isinf(t) && t > 0) return -1; /* CO_FOREVER: none */
+    if (t <= 0) return 0;             /* expired: the worker is stopped as it starts */
     if (t > 9e9) return INT64_MAX / 4;
     return (int64_t)(t * 1e9);
 }
@@ -820,7 +821,7 @@ int co_procpool_apply(co_procpool *p, const char *fn_name, const void *in, size_
     int err;
     co_tsfuture *f = submit(p, fn_name, in, inlen, timeout, &err, r->msg, sizeof r->msg);
     if (!f) return r->err = err;
-    int rc = co_procpool_wait(f, -1, r);
+    int rc = co_procpool_wait(f, CO_FOREVER, r);
     if (rc == -ECANCELED && !co_tsfuture_done(f)) co_tsfuture_cancel(f); /* drop it if queued */
     co_tsfuture_release(f);
     return rc;
@@ -910,7 +911,7 @@ int co_procpool_map(co_procpool *p, const char *fn_name, const co_procpool_buf *
     for (size_t c = 0; c < nchunks; c++) {
         size_t first = c * chunk, k = n - first < chunk ? n - first : chunk;
         void *v = NULL;
-        int rc = cancelled ? -ECANCELED : co_tsfuture_wait(fs[c], -1, &v);
+        int rc = cancelled ? -ECANCELED : co_tsfuture_wait(fs[c], CO_FOREVER, &v);
         if (rc == 0) {
             pp_chunk *out = v;
             memcpy(results + first, out->r, k * sizeof out->r[0]);

@@ -41,7 +41,8 @@ static void *co__tloop_grace(void *arg) {
     co__tloop *tl = arg;
     co_loop *L = tl->loop;
     co_task *self = co_current();
-    int64_t deadline = co__deadline_after(L, tl->grace);
+    int64_t deadline;
+    co__deadline_in(L, tl->grace, &deadline); /* NaN was refused at the stop call */
     for (;;) {
         size_t n = co_all_tasks(L, NULL, 0);
         if (n <= 1) break;
@@ -51,10 +52,8 @@ static void *co__tloop_grace(void *arg) {
         size_t m = 0;
         for (size_t i = 0; i < n; i++)
             if (v[i] != self) v[m++] = v[i];
-        co__loop_update_time(L);
-        bool over = deadline != CO__NO_DEADLINE && deadline <= L->now;
-        double left = deadline == CO__NO_DEADLINE ? -1 : (double)(deadline - L->now) * 1e-9;
-        int rc = m && !over ? co_wait(v, m, CO_ALL_COMPLETED, left, NULL, NULL, NULL, NULL) : -ETIMEDOUT;
+        double left = co__deadline_left(L, deadline);
+        int rc = m && left > 0 ? co_wait(v, m, CO_ALL_COMPLETED, left, NULL, NULL, NULL, NULL) : -ETIMEDOUT;
         free(v);
         if (rc < 0 || m == 0) break; /* timed out (or cannot wait): close cancels the rest */
     }

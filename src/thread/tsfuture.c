@@ -268,7 +268,10 @@ int co_tsfuture_add_done_callback(co_tsfuture *f, co_tsfuture_cb fn, void *arg) 
 /* ---- waiting ---------------------------------------------------------------------- */
 
 /* From a task: park until the finisher's wake-up arrives. */
-static int co__tsf_wait_task(co_tsfuture *f, co_task *t, double timeout, void **value) {
+static bool co__tsw_delivered(const void *w) { return ((const co__tsw *)w)->delivered; }
+
+/* From a task: park until the finisher's wake-up arrives. */
+static int co__tsf_wait_task(co_tsfuture *f, co_task *t, int64_t deadline, void **value) {
     co_loop *L = t->loop;
     if (co__cancel_pending(t)) return -ECANCELED;
     co__tsw w = {.kind = CO__TSW_TASK, .task = t};
@@ -280,20 +283,8 @@ static int co__tsf_wait_task(co_tsfuture *f, co_task *t, double timeout, void **
     co__list_append(&f->waiters, &w.link);
     co__lock_release(&f->lock);
 
-    int64_t deadline = co__deadline_after(L, timeout);
-    bool armed = false;
-    int rc = 0;
     L->xwaiters++;
-    for (;;) {
-        if (w.delivered) break;
-        if (co__cancel_pending(t)) {
-            rc = -ECANCELED;
-            break;
-        }
-        if ((rc = co__deadline_arm(t, deadline, &armed))) break;
-        co__suspend(t); /* the code is a hint; w.delivered is the truth */
-    }
-    if (armed) co__heap_remove(&L->timers, &t->timer);
+    int rc = co__wait(t, deadline, co__tsw_delivered, &w, 0);
     if (rc) {
         co__lock_acquire(&f->lock);
         bool taken = w.taken;
@@ -302,6 +293,7 @@ static int co__tsf_wait_task(co_tsfuture *f, co_task *t, double timeout, void **
         /* taken: the wake-up is in (or entering) this loop's inbox and
          * points at w; wait for it, whatever else wakes us meanwhile */
         while (taken && !w.delivered) co__suspend(t);
+        if (w.delivered) rc = 0; /* it finished after all: a completion is never thrown away */
     }
     L->xwaiters--;
     return rc ? rc : co__tsf_outcome(f, value);
@@ -310,7 +302,7 @@ static int co__tsf_wait_task(co_tsfuture *f, co_task *t, double timeout, void **
 /* From a thread: block in f's parking lot (see co__tsf_unpark). */
 static int co__tsf_wait_thread(co_tsfuture *f, double timeout, void **value) {
     struct timespec until;
-    bool limited = timeout >= 0 && !isinf(timeout);
+    bool limited = !isinf(timeout) && timeout < 9.2e9; /* > 0 here */
     if (limited) {
         clock_gettime(CLOCK_MONOTONIC, &until);
         int64_t ns = co__sec_to_ns(timeout) + until.tv_nsec;
@@ -338,7 +330,11 @@ int co_tsfuture_wait(co_tsfuture *f, double timeout, void **value) {
     if (co_tsfuture_done(f)) return co__tsf_outcome(f, value);
     if (co__cur_job && co__job_is(co__cur_job, f)) return -EDEADLK;
     co_task *t = co_current();
-    if (t) return co__tsf_wait_task(f, t, timeout, value);
-    if (timeout == 0) return -ETIMEDOUT;
+    if (t) {
+        int64_t deadline;
+        co__deadline_in(t->loop, timeout, &deadline);
+        return co__tsf_wait_task(f, t, deadline, value);
+    }
+    if (timeout <= 0) return -ETIMEDOUT;
     return co__tsf_wait_thread(f, timeout, value);
 }
