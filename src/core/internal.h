@@ -16,6 +16,7 @@
 
 #include "corio.h"
 #include "../arch/cpu.h"
+#include "../base/assert.h"
 #include "../arch/fiber.h"
 #include "../arch/stack.h"
 #include "list.h"

@@ -70,7 +70,7 @@ int co_barrier_wait(co_barrier *pb, unsigned *index) {
     b->nwaiting++;
     rc = co__swait_park(&b->wq.waiting, &w, t, true);
     if (w.state == CO__SW_WAITING) b->nwaiting--; /* cancelled: never arrived */
-    if (w.state == CO__SW_GRANTED && index) *index = w.index;
+    if (w.state == CO__SW_GRANTED && !rc && index) *index = w.index;
     return co__swait_result(&w, rc);
 }
 

@@ -67,6 +67,7 @@ static int co__cond_wait(co__cond *c, co_task *t) {
     co__swait w;
     int rc = co__swait_park(&c->wq.waiting, &w, t, true);
     if (w.state == CO__SW_FAILED) return w.err; /* destroyed: do not touch the mutex */
+    if (w.state == CO__SW_GRANTED && rc) co__cond_wake(c, 1); /* notified, then cancelled */
     int lrc = co__mutex_lock_uncancellable(c->m, t);
     return lrc ? lrc : rc;
 }

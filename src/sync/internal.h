@@ -12,10 +12,11 @@
  *   FAILED   woken with an error (-CO_ECLOSED, -CO_ESHUTDOWN, -CO_EBROKEN)
  *            and unlinked.
  * The task waits through the one wait (core/wait.h), whose completion is
- * "the record left WAITING": a grant or a failure that happened is never
- * thrown away, even when a cancel lands in the same turn (the cancel stays
- * pending and the task's next suspension point reports it), so no grant
- * ever needs passing on. A record still linked after the wait proves the
+ * "the record left WAITING". The primitives keep, for now, their own
+ * answer to a grant and a cancel landing in the same turn: the cancel is
+ * returned and the grant passed on (nothing is lost, the next waiter gets
+ * it), which the sync tests pin; moving them to the one wait's rule
+ * (keep the grant) is the open step. A record still linked after the wait proves the
  * primitive is alive (destroy unlinks every record and marks it FAILED),
  * so unlinking it is always safe.
  */
@@ -80,7 +81,8 @@ static inline bool co__swait_moved(const void *w) { return ((const co__swait *)w
 
 /* Parks t in `waiting` until a waker moves the record (0: GRANTED or
  * FAILED, see w->state) or, if `cancellable`, a cancellation is pending
- * (-ECANCELED, still WAITING); unlinks the record. Uncancellable waits (a
+ * (-ECANCELED; the record may be GRANTED: the caller passes the grant on);
+ * unlinks the record. Uncancellable waits (a
  * cond re-taking its mutex) sleep on through a cancel, keeping their place. */
 static inline int co__swait_park(co__list *waiting, co__swait *w, co_task *t, bool cancellable) {
     w->task = t;
@@ -89,6 +91,7 @@ static inline int co__swait_park(co__list *waiting, co__swait *w, co_task *t, bo
     co__list_append(waiting, &w->link);
     int rc = co__wait(t, CO__NO_DEADLINE, co__swait_moved, w, cancellable ? 0 : CO__WAIT_SHIELDED);
     co__list_remove(&w->link);
+    if (rc == 0 && cancellable && co__cancel_pending(t)) rc = -ECANCELED; /* granted, then cancelled: passed on */
     return rc;
 }
 

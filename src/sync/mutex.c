@@ -61,6 +61,7 @@ int co_mutex_lock(co_mutex *pm) {
     }
     co__swait w;
     rc = co__swait_park(&m->wq.waiting, &w, t, true);
+    if (w.state == CO__SW_GRANTED && rc) co__mutex_release(m); /* handed it, then cancelled */
     return co__swait_result(&w, rc);
 }
 
