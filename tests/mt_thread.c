@@ -5,7 +5,10 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <fcntl.h>
+#include <netdb.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 /* ---- helpers ---------------------------------------------------------------------- */
 
@@ -344,6 +347,12 @@ MT_TEST(default_pool_size_from_corio_threads) {
     MT_EQ(co_pool_size(p), 5);
     co_pool_free(p); /* refused: the default pool is the library's */
     MT_EQ(co_pool_size(co_pool_default()), 5);
+}
+
+MT_TEST(default_pool_size_is_pythons_default) {
+    unsetenv("CORIO_THREADS");
+    long c = sysconf(_SC_NPROCESSORS_ONLN) + 4;
+    MT_EQ(co_pool_size(co_pool_default()), c < 32 ? c : 32);
 }
 
 MT_TEST(bad_arguments_get_errors) {
@@ -994,4 +1003,65 @@ MT_TEST(runtime_defaults_to_one_loop_per_core) {
     MT_OK(co_runtime_free(rt, 0));
     errno = 0;
     MT_CHECK(co_runtime_new(5000, NULL) == NULL && errno == EINVAL);
+}
+
+/* ---- stuck blocking work (the default pool grows past stalls) --------------------------- */
+
+static char fifo_path[64];
+static void *open_fifo(void *arg) {
+    co_file *f = NULL;
+    int rc = co_file_open(fifo_path, O_RDONLY, 0, &f); /* no writer: blocks in open(2) */
+    if (rc == 0) co_file_close(f);
+    return (void *)(intptr_t)rc;
+}
+
+/* Files and DNS after five cancelled FIFO opens fill the pool's threads. */
+static void *files_after_stuck_opens(void *arg) {
+    co_task *opens[5];
+    for (int i = 0; i < 5; i++) MT_CHECK((opens[i] = co_spawn(open_fifo, NULL)) != NULL);
+    co_sleep(0.05); /* they reach open(2) */
+    for (int i = 0; i < 5; i++) {
+        co_cancel(opens[i], "test");
+        MT_EQ(co_join(opens[i], NULL), -ECANCELED);
+        co_task_release(opens[i]);
+    }
+    char path[80];
+    snprintf(path, sizeof path, "%s.txt", fifo_path);
+    MT_OK(co_file_write_all(path, "hello", 5, 0600));
+    char *data = NULL;
+    size_t len = 0;
+    MT_OK(co_file_read_all(path, 100, &data, &len));
+    MT_EQ(len, 5);
+    free(data);
+    unlink(path);
+    struct addrinfo *ai = NULL;
+    MT_OK(co_getaddrinfo("127.0.0.1", "80", NULL, &ai));
+    freeaddrinfo(ai);
+    return NULL;
+}
+
+static void *bounded(void *arg) {
+    co_task *t = co_spawn(files_after_stuck_opens, NULL);
+    MT_CHECK(t != NULL);
+    int rc = co_wait_for(t, 30, NULL); /* a hang fails instead of blocking the suite */
+    co_task_release(t);
+    return (void *)(intptr_t)rc;
+}
+
+MT_TEST(stuck_blocking_jobs_leave_files_and_dns_working) {
+    MT_OK(co_pool_set_default_size(4));
+    snprintf(fifo_path, sizeof fifo_path, "/tmp/corio-fifo-%d", (int)getpid());
+    unlink(fifo_path);
+    MT_OK(mkfifo(fifo_path, 0600) < 0 ? -errno : 0);
+    co_loop *L = new_loop();
+    void *v = NULL;
+    MT_OK(run_task(L, bounded, NULL, &v));
+    MT_OK((int)(intptr_t)v);
+    /* release the stuck opens: a writer lets them return */
+    for (int i = 0; i < 5; i++) {
+        int fd = open(fifo_path, O_WRONLY | O_NONBLOCK);
+        if (fd >= 0) close(fd);
+    }
+    unlink(fifo_path);
+    MT_OK(co_loop_free(L));
 }

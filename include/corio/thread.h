@@ -105,12 +105,17 @@ CO_API void co_tsfuture_release(co_tsfuture *f);
 typedef struct co_pool co_pool;
 
 /* A pool of nthreads threads (0: the default size: CORIO_THREADS if set,
- * else max(4, cores)). Threads start at once. NULL with errno ENOMEM,
- * EAGAIN (no threads) or EINVAL (nthreads > 1024). */
+ * else min(32, cores + 4), Python's default executor). Threads start at
+ * once; the pool keeps its size (bound CPU-bound work with it). NULL with
+ * errno ENOMEM, EAGAIN (no threads) or EINVAL (nthreads > 1024). */
 CO_API co_pool *co_pool_new(size_t nthreads);
 
 /* The process-wide default pool, started on first use, sized as above or
- * by co_pool_set_default_size. NULL with errno as for co_pool_new. */
+ * by co_pool_set_default_size. NULL with errno as for co_pool_new.
+ * Files and DNS run on it, so stuck jobs must not starve them: when its
+ * queue makes no progress for a tick (20 ms) while every thread is busy,
+ * it starts one thread more (up to 512 in all); threads above its size
+ * leave after 10 s idle. co_pool_size reports the size, not the extras. */
 CO_API co_pool *co_pool_default(void);
 /* Sets the default pool's size: before it starts, or resizes it. */
 CO_API int co_pool_set_default_size(size_t nthreads);
