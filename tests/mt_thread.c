@@ -1065,3 +1065,56 @@ MT_TEST(stuck_blocking_jobs_leave_files_and_dns_working) {
     unlink(fifo_path);
     MT_OK(co_loop_free(L));
 }
+
+/* ---- cancelling while the producer goes away ------------------------------------------- */
+
+/* The library's test hook: runs inside co_tsfuture_cancel after it let go
+ * of the future's lock, before it is done with the producer. */
+extern void (*co__tsf_cancel_gap)(co_tsfuture *f);
+
+static co_loop *gap_loop;
+static void stop_loop_in_gap(co_tsfuture *f) { MT_OK(co_thread_loop_stop(gap_loop, 0)); }
+
+static void *sleep_a_minute(void *arg) {
+    co_sleep(60);
+    return NULL;
+}
+
+MT_TEST(cancel_of_a_submission_while_its_loop_is_stopped_and_freed) {
+    gap_loop = co_thread_loop_start(NULL);
+    MT_CHECK(gap_loop != NULL);
+    co_tsfuture *f = co_loop_submit(gap_loop, sleep_a_minute, NULL);
+    MT_CHECK(f != NULL);
+    while (co_tsfuture_state(f) != CO_RUNNING) mt_sleep(0.001);
+    co__tsf_cancel_gap = stop_loop_in_gap;
+    MT_EQ(co_tsfuture_cancel(f), 0); /* running: a request, sent to a loop now gone */
+    co__tsf_cancel_gap = NULL;
+    MT_EQ(co_tsfuture_wait(f, -1, NULL), -ECANCELED);
+    co_tsfuture_release(f);
+}
+
+static co_pool *gap_pool;
+static void free_pool_in_gap(co_tsfuture *f) { co_pool_free(gap_pool); }
+static gate g_gap = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+static void *hold_gap(void *arg) { return (void *)(intptr_t)gate_meet(&g_gap, 99, 20); }
+static void open_gap_gate(co_tsfuture *f) {
+    co__tsf_cancel_gap = NULL; /* once: the pool's own drop cancels again */
+    gate_open(&g_gap);
+    free_pool_in_gap(f);
+}
+
+MT_TEST(cancel_of_a_queued_job_while_its_pool_is_freed) {
+    gap_pool = co_pool_new(1);
+    MT_CHECK(gap_pool != NULL);
+    co_tsfuture *b = co_pool_submit(gap_pool, hold_gap, NULL);
+    while (co_tsfuture_state(b) != CO_RUNNING) mt_sleep(0.001);
+    co_tsfuture *f = co_pool_submit(gap_pool, times_two, (void *)1);
+    MT_CHECK(f != NULL);
+    co__tsf_cancel_gap = open_gap_gate; /* the pool drains and is freed here */
+    MT_EQ(co_tsfuture_cancel(f), 1);
+    co__tsf_cancel_gap = NULL;
+    MT_EQ(co_tsfuture_wait(f, -1, NULL), -ECANCELED);
+    MT_OK(co_tsfuture_wait(b, -1, NULL));
+    co_tsfuture_release(f);
+    co_tsfuture_release(b);
+}
