@@ -848,8 +848,8 @@ MT_TEST(wrong_thread_use_is_an_error) {
     co_tsfuture *f = co_loop_submit(L, make_event, NULL);
     while (!atomic_load(&g_ev)) mt_sleep(0.001);
     MT_EQ(co_event_set(atomic_load(&g_ev)), -CO_EWRONGLOOP);
-    MT_EQ(co_loop_run_forever(L), -CO_EWRONGLOOP);
-    MT_EQ(co_loop_close(L), -CO_EWRONGLOOP);
+    MT_EQ(co_loop_run_forever(L), -CO_ERUNNING); /* it runs on its thread */
+    MT_EQ(co_loop_close(L), -CO_ERUNNING);
     MT_OK(co_thread_loop_stop(L, 0)); /* cancels the waiter */
     MT_EQ(co_tsfuture_state(f), CO_CANCELLED);
     co_tsfuture_release(f);
@@ -1117,4 +1117,103 @@ MT_TEST(cancel_of_a_queued_job_while_its_pool_is_freed) {
     MT_OK(co_tsfuture_wait(b, -1, NULL));
     co_tsfuture_release(f);
     co_tsfuture_release(b);
+}
+
+/* ---- loops and their threads ------------------------------------------------------------- */
+
+static atomic_long d6_sent;
+static void d6_nop(void *arg) {}
+static void *d6_task(void *arg) { return NULL; }
+static void *d6_submitter(void *arg) {
+    co_loop *L = arg; /* a reference of ours, taken by the starter */
+    for (;;) {
+        int rc = co_loop_call_threadsafe(L, d6_nop, NULL);
+        if (rc == -CO_ECLOSED) break;
+        MT_OK(rc);
+        co_tsfuture *f = co_loop_submit(L, d6_task, NULL);
+        if (!f) {
+            MT_EQ(errno, CO_ECLOSED);
+            break;
+        }
+        co_tsfuture_release(f);
+        atomic_fetch_add(&d6_sent, 1);
+    }
+    co_loop_release(L);
+    return NULL;
+}
+
+MT_TEST(submitters_racing_a_thread_loop_stop_get_eclosed) {
+    for (int round = 0; round < 20; round++) {
+        co_loop *L = co_thread_loop_start(NULL);
+        MT_CHECK(L != NULL);
+        pthread_t th[3];
+        atomic_store(&d6_sent, 0);
+        for (int i = 0; i < 3; i++) MT_EQ(pthread_create(&th[i], NULL, d6_submitter, co_loop_retain(L)), 0);
+        while (atomic_load(&d6_sent) < 50 * (round % 4)) sched_yield();
+        MT_OK(co_thread_loop_stop(L, 0));
+        for (int i = 0; i < 3; i++) pthread_join(th[i], NULL);
+    }
+}
+
+MT_TEST(a_loop_freed_while_referenced_refuses_calls) {
+    co_loop *L = co_loop_new(NULL);
+    MT_CHECK(co_loop_retain(L) == L);
+    MT_OK(co_loop_free(L));
+    MT_EQ(co_loop_call_threadsafe(L, d6_nop, NULL), -CO_ECLOSED);
+    errno = 0;
+    MT_CHECK(co_loop_submit(L, d6_task, NULL) == NULL && errno == CO_ECLOSED);
+    co_loop_release(L);
+}
+
+/* asyncio's master-worker, word for word: loop = new_event_loop() in main,
+ * Thread(target=loop.run_forever).start(), run_coroutine_threadsafe from
+ * main, then call_soon_threadsafe(loop.stop), join, close. */
+static void *forever(void *arg) { return (void *)(intptr_t)co_loop_run_forever(arg); }
+static void *sleep_secs(void *arg) {
+    MT_OK(co_sleep((double)(intptr_t)arg));
+    return arg;
+}
+static void stop_it(void *arg) { co_loop_stop(arg); }
+static double mono_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+MT_TEST(loop_made_in_main_runs_forever_in_a_thread) {
+    co_loop *L = co_loop_new(NULL);
+    MT_CHECK(L != NULL);
+    pthread_t th;
+    MT_EQ(pthread_create(&th, NULL, forever, L), 0);
+    double t0 = mono_now();
+    intptr_t secs[4] = {2, 5, 1, 1};
+    co_tsfuture *f[4];
+    for (int i = 0; i < 4; i++) MT_CHECK((f[i] = co_loop_submit(L, sleep_secs, (void *)secs[i])) != NULL);
+    for (int i = 0; i < 4; i++) {
+        void *v = NULL;
+        MT_OK(co_tsfuture_wait(f[i], 30, &v));
+        MT_EQ((intptr_t)v, secs[i]);
+        co_tsfuture_release(f[i]);
+    }
+    double took = mono_now() - t0;
+    MT_CHECK(took >= 4.99 && took < 8.5, "took %.2f s (5 s concurrently, 9 s one after another)", took);
+    MT_OK(co_loop_call_threadsafe(L, stop_it, L));
+    void *rc = NULL;
+    pthread_join(th, &rc);
+    MT_OK((int)(intptr_t)rc);
+    MT_OK(co_loop_free(L)); /* main takes it back: it is not running */
+}
+
+MT_TEST(a_running_loop_is_not_taken_over) {
+    co_loop *L = co_loop_new(NULL);
+    pthread_t th;
+    MT_EQ(pthread_create(&th, NULL, forever, L), 0);
+    co_tsfuture *f = co_loop_submit(L, sleep_secs, (void *)0);
+    MT_OK(co_tsfuture_wait(f, 60, NULL)); /* the thread runs it now */
+    co_tsfuture_release(f);
+    MT_EQ(co_loop_run_forever(L), -CO_ERUNNING);
+    MT_EQ(co_loop_free(L), -CO_ERUNNING);
+    MT_OK(co_loop_call_threadsafe(L, stop_it, L));
+    pthread_join(th, NULL);
+    MT_OK(co_loop_free(L));
 }

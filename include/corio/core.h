@@ -9,6 +9,11 @@
  *
  * Ownership, in one place:
  *   - co_loop: created by co_loop_new, freed by co_loop_free (or co_run).
+ *     It belongs to one thread at a time: the creator, until another
+ *     thread runs, closes or frees it while it is not running, which makes
+ *     that thread its owner (asyncio: new_event_loop() in main, then
+ *     Thread(target=loop.run_forever)). Other threads reach it only
+ *     through corio/thread.h, which says how they keep it alive.
  *   - co_task / co_future: refcounted. co_spawn and co_future_new return a
  *     handle holding one reference; release it with co_task_release when
  *     done with it (before or after the task finishes). A running task
@@ -103,8 +108,8 @@ typedef struct co_loop_opts {
 CO_API co_loop *co_loop_new(const co_loop_opts *opts);
 
 /* Closes the loop if it is not closed yet, then frees it. Returns the
- * result of that close (0 if it was already closed); on -CO_ERUNNING and
- * -CO_EWRONGLOOP nothing was freed. */
+ * result of that close (0 if it was already closed); on -CO_ERUNNING
+ * nothing was freed. */
 CO_API int co_loop_free(co_loop *loop);
 
 /* Runs the loop until task t is finished; returns what co_join would:
@@ -112,13 +117,17 @@ CO_API int co_loop_free(co_loop *loop);
  *   <0           t's error (CO_FAILED) or -ECANCELED (CO_CANCELLED)
  *   -EINTR       co_loop_stop came first (before or during the run): the
  *                loop returned with t unfinished; run again to go on
- *   -CO_ERUNNING a loop is already running on this thread (or a task calls it)
- *   -CO_EWRONGLOOP t belongs to another loop, or another thread runs it
- *   -CO_ECLOSED  the loop is closed */
+ *   -CO_ERUNNING a loop is already running on this thread (or a task calls
+ *                it), or this loop is running on another thread
+ *   -CO_EWRONGLOOP t belongs to another loop
+ *   -CO_ECLOSED  the loop is closed
+ * Called from a thread other than the loop's owner while the loop is not
+ * running, it makes the calling thread the owner (see Ownership). */
 CO_API int co_loop_run_until_complete(co_loop *loop, co_task *t, void **value);
 
-/* Runs the loop until co_loop_stop. Returns 0, or -CO_ERUNNING,
- * -CO_EWRONGLOOP, -CO_ECLOSED as above. */
+/* Runs the loop until co_loop_stop (from another thread: send it with
+ * co_loop_call_threadsafe). Returns 0, or -CO_ERUNNING, -CO_ECLOSED as
+ * above; takes the loop over from another thread as above. */
 CO_API int co_loop_run_forever(co_loop *loop);
 
 /* Asks the running loop to return after the current iteration. Called
@@ -129,10 +138,11 @@ CO_API void co_loop_stop(co_loop *loop);
  * drops pending callbacks and timers, and closes the loop for new work.
  * Returns 0, or:
  *   -EBUSY       some tasks would not finish (each is reported by name)
- *   -CO_ERUNNING called while the loop runs (e.g. from one of its tasks), or
- *                while another loop runs on this thread and this one has
- *                tasks to drain
- *   -CO_EWRONGLOOP called from another thread */
+ *   -CO_ERUNNING called while the loop runs (e.g. from one of its tasks, or
+ *                on another thread), or while another loop runs on this
+ *                thread and this one has tasks to drain
+ * From another thread while the loop is not running, it takes the loop
+ * over first (see Ownership). */
 CO_API int co_loop_close(co_loop *loop);
 
 /* This thread's current loop, or NULL. */

@@ -264,8 +264,10 @@ int co__suspend(co_task *t) {
 }
 
 co_task *co_current(void) {
+    /* only while a loop runs here: this thread's current loop may be
+     * running on another thread, which took it over (loop.c) */
     co_loop *L = co__tls_loop;
-    return L ? L->cur : NULL;
+    return L && co__loop_running_here() ? L->cur : NULL;
 }
 
 bool co_cancelled(void) {
