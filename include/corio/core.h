@@ -89,7 +89,8 @@ typedef struct co_loop_opts {
      * that holds the loop longer than slow_step seconds. */
     bool debug;
     double slow_step;           /* seconds; 0 means 0.1 */
-    size_t stack_size;          /* default task stack size; 0 means 256 KiB */
+    size_t stack_size;          /* default task stack size; 0 means 256 KiB
+                                   (more than 1 GiB is taken as 1 GiB) */
     /* Timers fire at or after their deadline, and by default the loop wakes
      * on whole milliseconds of its clock (asyncio's and libuv's resolution),
      * so a burst of timers costs one wake-up per millisecond, not one per
@@ -180,13 +181,15 @@ CO_API double co_time(void);
 
 typedef struct co_task_opts {
     const char *name;    /* NULL: "Task-N", numbered per process as asyncio does */
-    size_t stack_size;   /* 0: the loop's default (256 KiB virtual, lazily committed) */
+    size_t stack_size;   /* 0: the loop's default (256 KiB virtual, lazily committed);
+                            at most 1 GiB */
 } co_task_opts;
 
 /* asyncio.create_task: a new task running fn(arg) on the current loop. It
  * starts at the loop's next turn, in FIFO order. Returns a handle holding
  * one reference (see top of file), or NULL with errno set:
- *   CO_ENOLOOP (no current loop), CO_ECLOSED (loop closed), ENOMEM. */
+ *   CO_ENOLOOP (no current loop), CO_ECLOSED (loop closed), ENOMEM,
+ *   EINVAL (fn NULL, or opts->stack_size over 1 GiB: reported). */
 CO_API co_task *co_spawn(co_fn fn, void *arg);
 CO_API co_task *co_spawn_opts(co_fn fn, void *arg, const co_task_opts *opts);
 

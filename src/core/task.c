@@ -137,6 +137,12 @@ co_task *co_spawn_opts(co_fn fn, void *arg, const co_task_opts *opts) {
         errno = EINVAL;
         return NULL;
     }
+    if (co__unlikely(opts && opts->stack_size > CO__STACK_MAX)) {
+        co__report(L, "co_spawn_opts: stack_size %zu bytes is over the limit of %zu (1 GiB); task not "
+                      "spawned", opts->stack_size, (size_t)CO__STACK_MAX);
+        errno = EINVAL;
+        return NULL;
+    }
     if (L->closing) {
         errno = CO_ECLOSED;
         return NULL;
