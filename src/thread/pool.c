@@ -500,7 +500,9 @@ static void *co__pool_main(void *arg) {
             owes = true;
         }
         pthread_mutex_lock(&p->mu);
-        if (co__pool_surplus(p) && !p->grow_max) break; /* growing pools keep them a while */
+        /* surplus after a resize leaves now; above the size of a growing
+         * pool (its monitor started it) it stays a while (co__pool_sleep) */
+        if (co__pool_surplus(p) && (!p->grow_max || atomic_load(&p->shrinking))) break;
         atomic_fetch_add(&p->nsleeping, 1);
         /* has_work counts a claimed job not yet published: then loop
          * round until it is. Look once: a claim that comes after this
