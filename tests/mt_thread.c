@@ -1204,14 +1204,20 @@ MT_TEST(loop_made_in_main_runs_forever_in_a_thread) {
     MT_OK(co_loop_free(L)); /* main takes it back: it is not running */
 }
 
+static char took_over_msg[512];
+static void keep_msg(co_loop *l, const char *m, void *a) { snprintf(took_over_msg, sizeof took_over_msg, "%s", m); }
+
 MT_TEST(a_running_loop_is_not_taken_over) {
-    co_loop *L = co_loop_new(NULL);
+    co_loop_opts o = {.report = keep_msg};
+    co_loop *L = co_loop_new(&o);
     pthread_t th;
     MT_EQ(pthread_create(&th, NULL, forever, L), 0);
     co_tsfuture *f = co_loop_submit(L, sleep_secs, (void *)0);
     MT_OK(co_tsfuture_wait(f, 60, NULL)); /* the thread runs it now */
     co_tsfuture_release(f);
     MT_EQ(co_loop_run_forever(L), -CO_ERUNNING);
+    MT_CHECK(strstr(took_over_msg, "co_loop_run_forever: loop ") && strstr(took_over_msg, "another thread"),
+             "%s", took_over_msg);
     MT_EQ(co_loop_free(L), -CO_ERUNNING);
     MT_OK(co_loop_call_threadsafe(L, stop_it, L));
     pthread_join(th, NULL);

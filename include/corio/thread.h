@@ -232,7 +232,8 @@ CO_API size_t co_runtime_size(const co_runtime *rt);
  * i is out of range. */
 CO_API co_loop *co_runtime_loop(co_runtime *rt, int i);
 /* Stops every loop as co_thread_loop_stop does (grace applies to each, in
- * parallel), then frees rt. 0 or the first error. */
+ * parallel), then frees rt. 0 or the first error. Threads that may still
+ * submit to its loops meanwhile hold co_loop_retain references. */
 CO_API int co_runtime_free(co_runtime *rt, double grace);
 
 #ifdef __cplusplus
