@@ -583,8 +583,7 @@ int co_loop_free(co_loop *L) {
     co__stack_pool_fini(&L->stacks);
     co__fd_fini(L);
     co__poll_close(&L->poll);
-    if (L->wakefd >= 0) close(L->wakefd);
-    L->wakefd = -1; /* a late push reads it only with the inbox closed: never */
+    if (L->wakefd >= 0) close(L->wakefd); /* a push after the close never writes it */
     co__altstack_release(L->altstack);
     if (co__tls_loop == L) co__tls_loop = NULL;
     atomic_store(&L->xdead, true);

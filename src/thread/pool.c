@@ -463,6 +463,42 @@ static bool co__pool_sleep(co_pool *p) {
     return pthread_cond_timedwait(&p->work_cv, &p->mu, &until) == ETIMEDOUT;
 }
 
+/* mu held (on return too): an idle thread sleeps until there is work, or
+ * leaves (true). */
+static bool co__pool_rest(co_pool *p, bool *spinning, bool *owes) {
+    /* surplus after a resize leaves now; above the size of a growing pool
+     * (its monitor started it) it stays a while (co__pool_sleep) */
+    if (co__pool_surplus(p) && (!p->grow_max || atomic_load(&p->shrinking))) return true;
+    atomic_fetch_add(&p->nsleeping, 1);
+    /* has_work counts a claimed job not yet published: then loop round
+     * until it is. Look once and act on that answer: a claim that comes
+     * after this look, once the flag is set, is a tombstone whose
+     * submitter wakes nobody, so sleeping on an earlier look's answer
+     * could sleep through it. */
+    bool idle = !co__pool_has_work(p);
+    if (idle && atomic_load(&p->shutdown)) {
+        /* the flag was set under mu before we took it, and the queue is
+         * empty with no claim in it: later submissions see the flag (see
+         * co__tomb) */
+        atomic_fetch_sub(&p->nsleeping, 1);
+        return true;
+    }
+    bool expired = false;
+    if (idle) {
+        *owes = false;
+        expired = co__pool_sleep(p);
+    }
+    atomic_fetch_sub(&p->nsleeping, 1);
+    if (p->wake_tokens) { /* woken as a spinner: nspinning counts us */
+        p->wake_tokens--;
+        *spinning = true;
+        return false;
+    }
+    /* out of nsleeping before this look (seq_cst): a submitter that
+     * claims after it sees us gone, and the monitor acts */
+    return expired && co__pool_surplus(p) && !co__pool_has_work(p);
+}
+
 static void *co__pool_main(void *arg) {
     co_pool *p = arg;
     bool spinning = false; /* counted in nspinning */
@@ -500,37 +536,7 @@ static void *co__pool_main(void *arg) {
             owes = true;
         }
         pthread_mutex_lock(&p->mu);
-        /* surplus after a resize leaves now; above the size of a growing
-         * pool (its monitor started it) it stays a while (co__pool_sleep) */
-        if (co__pool_surplus(p) && (!p->grow_max || atomic_load(&p->shrinking))) break;
-        atomic_fetch_add(&p->nsleeping, 1);
-        /* has_work counts a claimed job not yet published: then loop
-         * round until it is. Look once: a claim that comes after this
-         * look, once the flag is set, is a tombstone, and its submitter
-         * wakes nobody (looking twice and sleeping on the first answer
-         * slept through such a claim, and shutdown waited forever). */
-        bool idle = !co__pool_has_work(p);
-        if (idle && atomic_load(&p->shutdown)) {
-            /* the flag was set under mu before we took it, and the
-             * queue is empty with no claim in it: later submissions see
-             * the flag (see co__tomb) */
-            atomic_fetch_sub(&p->nsleeping, 1);
-            break;
-        }
-        bool expired = false;
-        if (idle) {
-            owes = false;
-            expired = co__pool_sleep(p);
-        }
-        atomic_fetch_sub(&p->nsleeping, 1);
-        if (p->wake_tokens) { /* woken as a spinner: nspinning counts us */
-            p->wake_tokens--;
-            spinning = true;
-        } else if (expired && co__pool_surplus(p) && !co__pool_has_work(p)) {
-            /* out of nsleeping before this look (seq_cst): a submitter
-             * that claims after it sees us gone, and the monitor acts */
-            break;
-        }
+        if (co__pool_rest(p, &spinning, &owes)) break;
         pthread_mutex_unlock(&p->mu);
     }
     /* mu held */
