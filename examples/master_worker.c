@@ -11,6 +11,7 @@
  * starts so that the output is the same on every run: they wait in the
  * loop's inbox until it runs.) */
 #include <corio.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -49,7 +50,7 @@ int main(void) {
     int bad = 0;
     for (int i = 0; i < 4; i++) {
         void *v = NULL;
-        bad |= co_tsfuture_wait(f[i], -1, &v) != 0;
+        bad |= co_tsfuture_wait(f[i], INFINITY, &v) != 0; /* no time limit */
         if ((long)(intptr_t)v > longest) longest = (long)(intptr_t)v;
         co_tsfuture_release(f[i]);
     }

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <fcntl.h>
+#include <math.h>
 #include <netdb.h>
 #include <stdint.h>
 #include <sys/stat.h>
@@ -1089,7 +1090,7 @@ MT_TEST(cancel_of_a_submission_while_its_loop_is_stopped_and_freed) {
     co__tsf_cancel_gap = stop_loop_in_gap;
     MT_EQ(co_tsfuture_cancel(f), 0); /* running: a request, sent to a loop now gone */
     co__tsf_cancel_gap = NULL;
-    MT_EQ(co_tsfuture_wait(f, -1, NULL), -ECANCELED);
+    MT_EQ(co_tsfuture_wait(f, INFINITY, NULL), -ECANCELED);
     co_tsfuture_release(f);
 }
 
@@ -1113,8 +1114,8 @@ MT_TEST(cancel_of_a_queued_job_while_its_pool_is_freed) {
     co__tsf_cancel_gap = open_gap_gate; /* the pool drains and is freed here */
     MT_EQ(co_tsfuture_cancel(f), 1);
     co__tsf_cancel_gap = NULL;
-    MT_EQ(co_tsfuture_wait(f, -1, NULL), -ECANCELED);
-    MT_OK(co_tsfuture_wait(b, -1, NULL));
+    MT_EQ(co_tsfuture_wait(f, INFINITY, NULL), -ECANCELED);
+    MT_OK(co_tsfuture_wait(b, INFINITY, NULL));
     co_tsfuture_release(f);
     co_tsfuture_release(b);
 }
