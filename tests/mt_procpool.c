@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/prctl.h>
 
 /* ---- job functions ----------------------------------------------------------------- */
 
@@ -351,4 +352,51 @@ MT_TEST(imap_unordered_from_threads) {
     for (intptr_t k = 0; k < 3; k++) pthread_create(&th[k], NULL, imap_drainer, (void *)(intptr_t)(k == 2));
     for (int k = 0; k < 3; k++) pthread_join(th[k], NULL);
     co_procpool_free(g_ip);
+}
+
+/* ---- orphans ------------------------------------------------------------------------ */
+
+static void orphan_mark(void);
+MT_TEST(workers_of_a_killed_owner_never_run_main) {
+    char dir[] = "/tmp/corio-orphan-XXXXXX";
+    MT_CHECK(mkdtemp(dir) != NULL);
+    char marker[64];
+    snprintf(marker, sizeof marker, "%s/main-ran", dir);
+    /* the workers of our dead children become ours: waitpid sees them all */
+    MT_OK(prctl(PR_SET_CHILD_SUBREAPER, 1) < 0 ? -errno : 0);
+    for (int round = 0; round < 8; round++) {
+        pid_t owner = fork();
+        MT_CHECK(owner >= 0);
+        if (owner == 0) {
+            setenv("MT_ORPHAN_PROBE", marker, 1); /* the workers' environment */
+            co_procpool *p = co_procpool_new(6);
+            if (round % 2) usleep(200 * round); /* kill at different points of the start */
+            kill(getpid(), p ? SIGKILL : SIGTERM);
+            _exit(1);
+        }
+        int st;
+        MT_CHECK(waitpid(owner, &st, 0) == owner);
+        MT_CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "co_procpool_new failed in the owner");
+    }
+    while (waitpid(-1, NULL, 0) > 0) {} /* every orphan has ended */
+    bool ran_main = access(marker, F_OK) == 0;
+    unlink(marker);
+    rmdir(dir);
+    MT_CHECK(!ran_main, "an orphaned worker ran main()");
+}
+
+/* A copy of this program that runs main() with MT_ORPHAN_PROBE set leaves
+ * the marker file it names (atexit: a worker ends with _exit and never
+ * does) and runs no test (mt_ntests = 0). Defined last: it runs after the
+ * MT_TEST registrations of this file (constructors run in definition order), and before corio's worker
+ * constructor (libcorio.a is linked after this file). */
+static const char *orphan_marker;
+static void orphan_mark(void) {
+    FILE *f = fopen(orphan_marker, "w");
+    if (f) fclose(f);
+}
+__attribute__((constructor)) static void orphan_probe(void) {
+    if (!(orphan_marker = getenv("MT_ORPHAN_PROBE"))) return;
+    mt_ntests = 0;
+    atexit(orphan_mark);
 }

@@ -5,7 +5,11 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <fcntl.h>
+#include <math.h>
+#include <netdb.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 /* ---- helpers ---------------------------------------------------------------------- */
 
@@ -344,6 +348,12 @@ MT_TEST(default_pool_size_from_corio_threads) {
     MT_EQ(co_pool_size(p), 5);
     co_pool_free(p); /* refused: the default pool is the library's */
     MT_EQ(co_pool_size(co_pool_default()), 5);
+}
+
+MT_TEST(default_pool_size_is_pythons_default) {
+    unsetenv("CORIO_THREADS");
+    long c = sysconf(_SC_NPROCESSORS_ONLN) + 4;
+    MT_EQ(co_pool_size(co_pool_default()), c < 32 ? c : 32);
 }
 
 MT_TEST(bad_arguments_get_errors) {
@@ -839,8 +849,8 @@ MT_TEST(wrong_thread_use_is_an_error) {
     co_tsfuture *f = co_loop_submit(L, make_event, NULL);
     while (!atomic_load(&g_ev)) mt_sleep(0.001);
     MT_EQ(co_event_set(atomic_load(&g_ev)), -CO_EWRONGLOOP);
-    MT_EQ(co_loop_run_forever(L), -CO_EWRONGLOOP);
-    MT_EQ(co_loop_close(L), -CO_EWRONGLOOP);
+    MT_EQ(co_loop_run_forever(L), -CO_ERUNNING); /* it runs on its thread */
+    MT_EQ(co_loop_close(L), -CO_ERUNNING);
     MT_OK(co_thread_loop_stop(L, 0)); /* cancels the waiter */
     MT_EQ(co_tsfuture_state(f), CO_CANCELLED);
     co_tsfuture_release(f);
@@ -994,4 +1004,223 @@ MT_TEST(runtime_defaults_to_one_loop_per_core) {
     MT_OK(co_runtime_free(rt, 0));
     errno = 0;
     MT_CHECK(co_runtime_new(5000, NULL) == NULL && errno == EINVAL);
+}
+
+/* ---- stuck blocking work (the default pool grows past stalls) --------------------------- */
+
+static char fifo_path[64];
+static void *open_fifo(void *arg) {
+    co_file *f = NULL;
+    int rc = co_file_open(fifo_path, O_RDONLY, 0, &f); /* no writer: blocks in open(2) */
+    if (rc == 0) co_file_close(f);
+    return (void *)(intptr_t)rc;
+}
+
+/* Files and DNS after five cancelled FIFO opens fill the pool's threads. */
+static void *files_after_stuck_opens(void *arg) {
+    co_task *opens[5];
+    for (int i = 0; i < 5; i++) MT_CHECK((opens[i] = co_spawn(open_fifo, NULL)) != NULL);
+    co_sleep(0.05); /* they reach open(2) */
+    for (int i = 0; i < 5; i++) {
+        co_cancel(opens[i], "test");
+        MT_EQ(co_join(opens[i], NULL), -ECANCELED);
+        co_task_release(opens[i]);
+    }
+    char path[80];
+    snprintf(path, sizeof path, "%s.txt", fifo_path);
+    MT_OK(co_file_write_all(path, "hello", 5, 0600));
+    char *data = NULL;
+    size_t len = 0;
+    MT_OK(co_file_read_all(path, 100, &data, &len));
+    MT_EQ(len, 5);
+    free(data);
+    unlink(path);
+    struct addrinfo *ai = NULL;
+    MT_OK(co_getaddrinfo("127.0.0.1", "80", NULL, &ai));
+    freeaddrinfo(ai);
+    return NULL;
+}
+
+static void *bounded(void *arg) {
+    co_task *t = co_spawn(files_after_stuck_opens, NULL);
+    MT_CHECK(t != NULL);
+    int rc = co_wait_for(t, 30, NULL); /* a hang fails instead of blocking the suite */
+    co_task_release(t);
+    return (void *)(intptr_t)rc;
+}
+
+MT_TEST(stuck_blocking_jobs_leave_files_and_dns_working) {
+    MT_OK(co_pool_set_default_size(4));
+    snprintf(fifo_path, sizeof fifo_path, "/tmp/corio-fifo-%d", (int)getpid());
+    unlink(fifo_path);
+    MT_OK(mkfifo(fifo_path, 0600) < 0 ? -errno : 0);
+    co_loop *L = new_loop();
+    void *v = NULL;
+    MT_OK(run_task(L, bounded, NULL, &v));
+    MT_OK((int)(intptr_t)v);
+    /* release the stuck opens: a writer lets them return */
+    for (int i = 0; i < 5; i++) {
+        int fd = open(fifo_path, O_WRONLY | O_NONBLOCK);
+        if (fd >= 0) close(fd);
+    }
+    unlink(fifo_path);
+    MT_OK(co_loop_free(L));
+}
+
+/* ---- cancelling while the producer goes away ------------------------------------------- */
+
+/* The library's test hook: runs inside co_tsfuture_cancel after it let go
+ * of the future's lock, before it is done with the producer. */
+extern void (*co__tsf_cancel_gap)(co_tsfuture *f);
+
+static co_loop *gap_loop;
+static void stop_loop_in_gap(co_tsfuture *f) { MT_OK(co_thread_loop_stop(gap_loop, 0)); }
+
+static void *sleep_a_minute(void *arg) {
+    co_sleep(60);
+    return NULL;
+}
+
+MT_TEST(cancel_of_a_submission_while_its_loop_is_stopped_and_freed) {
+    gap_loop = co_thread_loop_start(NULL);
+    MT_CHECK(gap_loop != NULL);
+    co_tsfuture *f = co_loop_submit(gap_loop, sleep_a_minute, NULL);
+    MT_CHECK(f != NULL);
+    while (co_tsfuture_state(f) != CO_RUNNING) mt_sleep(0.001);
+    co__tsf_cancel_gap = stop_loop_in_gap;
+    MT_EQ(co_tsfuture_cancel(f), 0); /* running: a request, sent to a loop now gone */
+    co__tsf_cancel_gap = NULL;
+    MT_EQ(co_tsfuture_wait(f, INFINITY, NULL), -ECANCELED);
+    co_tsfuture_release(f);
+}
+
+static co_pool *gap_pool;
+static void free_pool_in_gap(co_tsfuture *f) { co_pool_free(gap_pool); }
+static gate g_gap = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+static void *hold_gap(void *arg) { return (void *)(intptr_t)gate_meet(&g_gap, 99, 20); }
+static void open_gap_gate(co_tsfuture *f) {
+    co__tsf_cancel_gap = NULL; /* once: the pool's own drop cancels again */
+    gate_open(&g_gap);
+    free_pool_in_gap(f);
+}
+
+MT_TEST(cancel_of_a_queued_job_while_its_pool_is_freed) {
+    gap_pool = co_pool_new(1);
+    MT_CHECK(gap_pool != NULL);
+    co_tsfuture *b = co_pool_submit(gap_pool, hold_gap, NULL);
+    while (co_tsfuture_state(b) != CO_RUNNING) mt_sleep(0.001);
+    co_tsfuture *f = co_pool_submit(gap_pool, times_two, (void *)1);
+    MT_CHECK(f != NULL);
+    co__tsf_cancel_gap = open_gap_gate; /* the pool drains and is freed here */
+    MT_EQ(co_tsfuture_cancel(f), 1);
+    co__tsf_cancel_gap = NULL;
+    MT_EQ(co_tsfuture_wait(f, INFINITY, NULL), -ECANCELED);
+    MT_OK(co_tsfuture_wait(b, INFINITY, NULL));
+    co_tsfuture_release(f);
+    co_tsfuture_release(b);
+}
+
+/* ---- loops and their threads ------------------------------------------------------------- */
+
+static atomic_long d6_sent;
+static void d6_nop(void *arg) {}
+static void *d6_task(void *arg) { return NULL; }
+static void *d6_submitter(void *arg) {
+    co_loop *L = arg; /* a reference of ours, taken by the starter */
+    for (;;) {
+        int rc = co_loop_call_threadsafe(L, d6_nop, NULL);
+        if (rc == -CO_ECLOSED) break;
+        MT_OK(rc);
+        co_tsfuture *f = co_loop_submit(L, d6_task, NULL);
+        if (!f) {
+            MT_EQ(errno, CO_ECLOSED);
+            break;
+        }
+        co_tsfuture_release(f);
+        atomic_fetch_add(&d6_sent, 1);
+    }
+    co_loop_release(L);
+    return NULL;
+}
+
+MT_TEST(submitters_racing_a_thread_loop_stop_get_eclosed) {
+    for (int round = 0; round < 20; round++) {
+        co_loop *L = co_thread_loop_start(NULL);
+        MT_CHECK(L != NULL);
+        pthread_t th[3];
+        atomic_store(&d6_sent, 0);
+        for (int i = 0; i < 3; i++) MT_EQ(pthread_create(&th[i], NULL, d6_submitter, co_loop_retain(L)), 0);
+        while (atomic_load(&d6_sent) < 50 * (round % 4)) sched_yield();
+        MT_OK(co_thread_loop_stop(L, 0));
+        for (int i = 0; i < 3; i++) pthread_join(th[i], NULL);
+    }
+}
+
+MT_TEST(a_loop_freed_while_referenced_refuses_calls) {
+    co_loop *L = co_loop_new(NULL);
+    MT_CHECK(co_loop_retain(L) == L);
+    MT_OK(co_loop_free(L));
+    MT_EQ(co_loop_call_threadsafe(L, d6_nop, NULL), -CO_ECLOSED);
+    errno = 0;
+    MT_CHECK(co_loop_submit(L, d6_task, NULL) == NULL && errno == CO_ECLOSED);
+    co_loop_release(L);
+}
+
+/* asyncio's master-worker, word for word: loop = new_event_loop() in main,
+ * Thread(target=loop.run_forever).start(), run_coroutine_threadsafe from
+ * main, then call_soon_threadsafe(loop.stop), join, close. */
+static void *forever(void *arg) { return (void *)(intptr_t)co_loop_run_forever(arg); }
+static void *sleep_secs(void *arg) {
+    MT_OK(co_sleep((double)(intptr_t)arg));
+    return arg;
+}
+static void stop_it(void *arg) { co_loop_stop(arg); }
+static double mono_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+MT_TEST(loop_made_in_main_runs_forever_in_a_thread) {
+    co_loop *L = co_loop_new(NULL);
+    MT_CHECK(L != NULL);
+    pthread_t th;
+    MT_EQ(pthread_create(&th, NULL, forever, L), 0);
+    double t0 = mono_now();
+    intptr_t secs[4] = {2, 5, 1, 1};
+    co_tsfuture *f[4];
+    for (int i = 0; i < 4; i++) MT_CHECK((f[i] = co_loop_submit(L, sleep_secs, (void *)secs[i])) != NULL);
+    for (int i = 0; i < 4; i++) {
+        void *v = NULL;
+        MT_OK(co_tsfuture_wait(f[i], 30, &v));
+        MT_EQ((intptr_t)v, secs[i]);
+        co_tsfuture_release(f[i]);
+    }
+    double took = mono_now() - t0;
+    MT_CHECK(took >= 4.99 && took < 8.5, "took %.2f s (5 s concurrently, 9 s one after another)", took);
+    MT_OK(co_loop_call_threadsafe(L, stop_it, L));
+    void *rc = NULL;
+    pthread_join(th, &rc);
+    MT_OK((int)(intptr_t)rc);
+    MT_OK(co_loop_free(L)); /* main takes it back: it is not running */
+}
+
+static char took_over_msg[512];
+static void keep_msg(co_loop *l, const char *m, void *a) { snprintf(took_over_msg, sizeof took_over_msg, "%s", m); }
+
+MT_TEST(a_running_loop_is_not_taken_over) {
+    co_loop_opts o = {.report = keep_msg};
+    co_loop *L = co_loop_new(&o);
+    pthread_t th;
+    MT_EQ(pthread_create(&th, NULL, forever, L), 0);
+    co_tsfuture *f = co_loop_submit(L, sleep_secs, (void *)0);
+    MT_OK(co_tsfuture_wait(f, 60, NULL)); /* the thread runs it now */
+    co_tsfuture_release(f);
+    MT_EQ(co_loop_run_forever(L), -CO_ERUNNING);
+    MT_CHECK(strstr(took_over_msg, "co_loop_run_forever: loop ") && strstr(took_over_msg, "another thread"),
+             "%s", took_over_msg);
+    MT_EQ(co_loop_free(L), -CO_ERUNNING);
+    MT_OK(co_loop_call_threadsafe(L, stop_it, L));
+    pthread_join(th, NULL);
+    MT_OK(co_loop_free(L));
 }

@@ -59,6 +59,7 @@ Test(examples, producer_consumer) { check_example("producer_consumer"); }
 Test(examples, rate_limit) { check_example("rate_limit"); }
 Test(examples, to_thread, .timeout = 60) { check_example_env("to_thread", "CORIO_EXAMPLE_UNIT=0.3"); }
 Test(examples, loop_thread, .timeout = 60) { check_example_env("loop_thread", "CORIO_EXAMPLE_UNIT=0.1"); }
+Test(examples, master_worker, .timeout = 60) { check_example("master_worker"); }
 Test(examples, process_pool) { check_example("process_pool"); }
 /* download: on the real clock with short units (its server and files do real
  * I/O), and on the virtual clock; whole units print the same either way. */

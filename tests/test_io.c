@@ -1213,3 +1213,80 @@ Test(io, read_after_close_is_reported_in_debug_mode) { after_close_run(true); }
 #if defined(CO_ASSERTS)
 Test(io, read_after_close_is_reported_in_the_asan_build) { after_close_run(false); }
 #endif
+/* ---- out of file descriptors at accept ---------------------------------------------- */
+
+static void hi_handler(co_stream *s, void *arg) {
+    (void)arg;
+    co_stream_write(s, "hi", 2);
+}
+
+/* A client on the one free fd; what the server does with it: 1 served
+ * ("hi"), 0 closed unserved, -1 nothing within 5 s (left in the backlog). */
+static int emfile_client(int port) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -2;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0 && errno != EINPROGRESS) return close(fd), -3;
+    int rc = -1;
+    if (co_wait_fd(fd, CO_READ, 5) >= 0) {
+        char buf[4];
+        ssize_t n = read(fd, buf, sizeof buf);
+        rc = n == 2 && memcmp(buf, "hi", 2) == 0 ? 1 : 0;
+    }
+    close(fd);
+    return rc;
+}
+
+static int count_reports(const char *what) {
+    int n = 0;
+    for (const char *p = tu_reports; (p = strstr(p, what)); p++) n++;
+    return n;
+}
+
+/* In a forked child: the fds are its own to exhaust. */
+static void *emfile_task(void *arg) {
+    (void)arg;
+    co_server *srv;
+    if (co_server_start_tcp("127.0.0.1", "0", hi_handler, NULL, NULL, &srv)) _exit(10);
+    int port = co_server_port(srv);
+    if (emfile_client(port) != 1) _exit(11); /* served while fds last */
+    struct rlimit rl = {.rlim_cur = 128, .rlim_max = 0};
+    getrlimit(RLIMIT_NOFILE, &rl);
+    rl.rlim_cur = 128;
+    if (setrlimit(RLIMIT_NOFILE, &rl)) _exit(12);
+    int fill[128], nfill = 0, fd;
+    while (nfill < 128 && (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0) fill[nfill++] = fd;
+    if (nfill == 0) _exit(13);
+    close(fill[--nfill]); /* one free fd: the client's; none for the server's accept */
+    tu_reports[0] = 0;
+    for (int i = 0; i < 20; i++) {
+        int rc = emfile_client(port);
+        if (rc == -1) _exit(20); /* waited in the backlog: the bug */
+        if (rc != 0) _exit(21);
+    }
+    int lines = count_reports("server on port");
+    if (lines < 1 || lines > 5) _exit(22); /* reported, not once per retry */
+    if (!strstr(tu_reports, "connections closed unserved")) _exit(23);
+    while (nfill) close(fill[--nfill]);
+    if (emfile_client(port) != 1) _exit(24); /* served again once fds are back */
+    if (co_server_close(srv, CO_SERVER_WAIT)) _exit(25);
+    return NULL;
+}
+
+Test(io, out_of_fds_at_accept_closes_pending_clients) {
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        alarm(60); /* a spinning or stuck acceptor fails the test */
+        co_loop *L = io_loop();
+        tu_run(L, emfile_task, NULL, NULL);
+        co_loop_free(L);
+        _exit(0);
+    }
+    int st = 0;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+              "child: status %d (20: a client waited in the backlog; 22: reports not rate-limited)",
+              WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st));
+}

@@ -273,3 +273,25 @@ static void *spawn_many(void *arg) {
 Test(task, hundred_thousand_spawned_before_any_runs) {
     tu_run_ok(spawn_many, (void *)(intptr_t)100000);
 }
+
+/* Sizes whose page rounding or slab arithmetic overflows are refused at
+ * the spawn, with a reason, instead of crashing the task's first run. */
+Test(task, absurd_stack_sizes_are_refused) {
+    co_loop *L = tu_loop();
+    size_t bad[] = {SIZE_MAX, SIZE_MAX - 4095, (size_t)1 << 63, ((size_t)1 << 63) + 1, (size_t)1 << 40};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        co_task_opts o = {.stack_size = bad[i]};
+        errno = 0;
+        cr_assert_null(co_spawn_opts(ret_arg, (void *)1, &o), "stack_size %zu", bad[i]);
+        cr_assert_eq(errno, EINVAL, "stack_size %zu", bad[i]);
+    }
+    cr_assert(strstr(tu_reports, "stack_size"), "%s", tu_reports);
+    co_task_opts ok = {.stack_size = 8u << 20};
+    co_task *t = co_spawn_opts(ret_arg, (void *)7, &ok);
+    cr_assert_not_null(t);
+    void *v = NULL;
+    cr_assert_eq(co_loop_run_until_complete(L, t, &v), 0);
+    cr_assert_eq(v, (void *)7);
+    co_task_release(t);
+    tu_close(L);
+}

@@ -9,6 +9,11 @@
  *
  * Ownership, in one place:
  *   - co_loop: created by co_loop_new, freed by co_loop_free (or co_run).
+ *     It belongs to one thread at a time: the creator, until another
+ *     thread runs, closes or frees it while it is not running, which makes
+ *     that thread its owner (asyncio: new_event_loop() in main, then
+ *     Thread(target=loop.run_forever)). Other threads reach it only
+ *     through corio/thread.h, which says how they keep it alive.
  *   - co_task / co_future: refcounted. co_spawn and co_future_new return a
  *     handle holding one reference; release it with co_task_release when
  *     done with it (before or after the task finishes). A running task
@@ -107,7 +112,8 @@ typedef struct co_loop_opts {
      * that holds the loop longer than slow_step seconds. */
     bool debug;
     double slow_step;           /* seconds; 0 means 0.1 */
-    size_t stack_size;          /* default task stack size; 0 means 256 KiB */
+    size_t stack_size;          /* default task stack size; 0 means 256 KiB
+                                   (more than 1 GiB is taken as 1 GiB) */
     /* Timers fire at or after their deadline, and by default the loop wakes
      * on whole milliseconds of its clock (asyncio's and libuv's resolution),
      * so a burst of timers costs one wake-up per millisecond, not one per
@@ -126,8 +132,8 @@ typedef struct co_loop_opts {
 CO_API co_loop *co_loop_new(const co_loop_opts *opts);
 
 /* Closes the loop if it is not closed yet, then frees it. Returns the
- * result of that close (0 if it was already closed); on -CO_ERUNNING and
- * -CO_EWRONGLOOP nothing was freed. */
+ * result of that close (0 if it was already closed); on -CO_ERUNNING
+ * nothing was freed. */
 CO_API int co_loop_free(co_loop *loop);
 
 /* Runs the loop until task t is finished; returns what co_join would:
@@ -135,14 +141,18 @@ CO_API int co_loop_free(co_loop *loop);
  *   <0           t's error (CO_FAILED) or -ECANCELED (CO_CANCELLED)
  *   -EINTR       co_loop_stop came first (before or during the run): the
  *                loop returned with t unfinished; run again to go on
- *   -CO_ERUNNING a loop is already running on this thread (or a task calls it)
- *   -CO_EWRONGLOOP t belongs to another loop, or another thread runs it
+ *   -CO_ERUNNING a loop is already running on this thread (or a task calls
+ *                it), or this loop is running on another thread
+ *   -CO_EWRONGLOOP t belongs to another loop
  *   -CO_ECLOSED  the loop is closed
- *   -EINVAL      loop or t is NULL */
+ *   -EINVAL      loop or t is NULL
+ * Called from a thread other than the loop's owner while the loop is not
+ * running, it makes the calling thread the owner (see Ownership). */
 CO_API int co_loop_run_until_complete(co_loop *loop, co_task *t, void **value);
 
-/* Runs the loop until co_loop_stop. Returns 0, or -CO_ERUNNING,
- * -CO_EWRONGLOOP, -CO_ECLOSED, -EINVAL as above. */
+/* Runs the loop until co_loop_stop (from another thread: send it with
+ * co_loop_call_threadsafe). Returns 0, or -CO_ERUNNING, -CO_ECLOSED as
+ * above; takes the loop over from another thread as above. */
 CO_API int co_loop_run_forever(co_loop *loop);
 
 /* Asks the running loop to return after the current iteration. Called
@@ -153,10 +163,11 @@ CO_API void co_loop_stop(co_loop *loop);
  * drops pending callbacks and timers, and closes the loop for new work.
  * Returns 0, or:
  *   -EBUSY       some tasks would not finish (each is reported by name)
- *   -CO_ERUNNING called while the loop runs (e.g. from one of its tasks), or
- *                while another loop runs on this thread and this one has
- *                tasks to drain
- *   -CO_EWRONGLOOP called from another thread */
+ *   -CO_ERUNNING called while the loop runs (e.g. from one of its tasks, or
+ *                on another thread), or while another loop runs on this
+ *                thread and this one has tasks to drain
+ * From another thread while the loop is not running, it takes the loop
+ * over first (see Ownership). */
 CO_API int co_loop_close(co_loop *loop);
 
 /* This thread's current loop, or NULL. */
@@ -195,13 +206,15 @@ CO_API double co_time(void);
 
 typedef struct co_task_opts {
     const char *name;    /* NULL: "Task-N", numbered per process as asyncio does */
-    size_t stack_size;   /* 0: the loop's default (256 KiB virtual, lazily committed) */
+    size_t stack_size;   /* 0: the loop's default (256 KiB virtual, lazily committed);
+                            at most 1 GiB */
 } co_task_opts;
 
 /* asyncio.create_task: a new task running fn(arg) on the current loop. It
  * starts at the loop's next turn, in FIFO order. Returns a handle holding
  * one reference (see top of file), or NULL with errno set:
- *   CO_ENOLOOP (no current loop), CO_ECLOSED (loop closed), ENOMEM. */
+ *   CO_ENOLOOP (no current loop), CO_ECLOSED (loop closed), ENOMEM,
+ *   EINVAL (fn NULL, or opts->stack_size over 1 GiB: reported). */
 CO_API co_task *co_spawn(co_fn fn, void *arg);
 CO_API co_task *co_spawn_opts(co_fn fn, void *arg, const co_task_opts *opts);
 

@@ -29,6 +29,16 @@
  *     runs on it when the future is freed. A value that was read belongs
  *     to the reader.
  *   - co_runtime: co_runtime_new's caller owns it; co_runtime_free stops it.
+ *   - co_loop, seen from other threads: a loop belongs to one thread at a
+ *     time, the one that created it, or the one that last ran, closed or
+ *     freed it while it was not running (asyncio: a loop made in main and
+ *     run with loop.run_forever in a thread; see co_loop_run_forever). Its
+ *     owner frees it (co_loop_free, or co_thread_loop_stop for a thread
+ *     loop). A thread that keeps the pointer to submit to it must hold a
+ *     reference (co_loop_retain, taken while the loop is surely alive,
+ *     e.g. before the thread is handed the pointer): the memory then lives
+ *     on after the free, and co_loop_call_threadsafe / co_loop_submit on it
+ *     return -CO_ECLOSED, until co_loop_release drops the last reference.
  */
 #ifndef CORIO_THREAD_H
 #define CORIO_THREAD_H
@@ -108,12 +118,17 @@ CO_API void co_tsfuture_release(co_tsfuture *f);
 typedef struct co_pool co_pool;
 
 /* A pool of nthreads threads (0: the default size: CORIO_THREADS if set,
- * else max(4, cores)). Threads start at once. NULL with errno ENOMEM,
- * EAGAIN (no threads) or EINVAL (nthreads > 1024). */
+ * else min(32, cores + 4), Python's default executor). Threads start at
+ * once; the pool keeps its size (bound CPU-bound work with it). NULL with
+ * errno ENOMEM, EAGAIN (no threads) or EINVAL (nthreads > 1024). */
 CO_API co_pool *co_pool_new(size_t nthreads);
 
 /* The process-wide default pool, started on first use, sized as above or
- * by co_pool_set_default_size. NULL with errno as for co_pool_new. */
+ * by co_pool_set_default_size. NULL with errno as for co_pool_new.
+ * Files and DNS run on it, so stuck jobs must not starve them: when its
+ * queue makes no progress for a tick (20 ms) while every thread is busy,
+ * it starts one thread more (up to 512 in all); threads above its size
+ * leave after 10 s idle. co_pool_size reports the size, not the extras. */
 CO_API co_pool *co_pool_default(void);
 /* Sets the default pool's size: before it starts, or resizes it. */
 CO_API int co_pool_set_default_size(size_t nthreads);
@@ -205,10 +220,20 @@ CO_API int co_blocking_fail(int err, const char *fmt, ...) CO_PRINTF(2, 3);
 
 /* ---- loops in other threads ---------------------------------------------------- */
 
+/* Keeps loop's memory valid for the caller (see Ownership above) until the
+ * matching co_loop_release, even if its owner frees it meanwhile: calls on
+ * a freed loop then return -CO_ECLOSED. Returns loop. Take the reference
+ * while the loop is known to be alive. */
+CO_API co_loop *co_loop_retain(co_loop *loop);
+/* Drops a reference from co_loop_retain (never the owner's: that is what
+ * co_loop_free drops; an unmatched release is reported and ignored). */
+CO_API void co_loop_release(co_loop *loop);
+
 /* call_soon_threadsafe: fn(arg) runs on loop's thread, in a later turn, in
  * the order calls were made from each thread. Safe from any thread (the
- * loop's own included) and from many at once; never blocks.
- *   0, -EINVAL (NULL), -CO_ECLOSED (the loop is closed), -ENOMEM */
+ * loop's own included) and from many at once; never blocks. The loop need
+ * not run yet: calls wait for the thread that runs it.
+ *   0, -EINVAL (NULL), -CO_ECLOSED (the loop is closed or freed), -ENOMEM */
 CO_API int co_loop_call_threadsafe(co_loop *loop, co_cb fn, void *arg);
 
 /* run_coroutine_threadsafe: spawns fn(arg) as a task on loop, from any
@@ -227,7 +252,8 @@ CO_API co_loop *co_thread_loop_start(const co_loop_opts *opts);
 /* Stops a loop started by co_thread_loop_start, from another thread:
  * refuses new calls (-CO_ECLOSED), runs the callbacks already queued,
  * gives its tasks `grace` seconds to finish (< 0: no limit), cancels the
- * rest, closes and frees the loop, joins the thread.
+ * rest, closes and frees the loop (its memory lives on while threads hold
+ * co_loop_retain references), joins the thread.
  *   0, -EBUSY (a task would not finish even when cancelled: reported),
  *   -EINVAL (not a loop from co_thread_loop_start, or stopped already),
  *   -EDEADLK (called on the loop's own thread) */
@@ -243,7 +269,8 @@ CO_API size_t co_runtime_size(const co_runtime *rt);
  * i is out of range. */
 CO_API co_loop *co_runtime_loop(co_runtime *rt, int i);
 /* Stops every loop as co_thread_loop_stop does (grace applies to each, in
- * parallel), then frees rt. 0 or the first error. */
+ * parallel), then frees rt. 0 or the first error. Threads that may still
+ * submit to its loops meanwhile hold co_loop_retain references. */
 CO_API int co_runtime_free(co_runtime *rt, double grace);
 
 #ifdef __cplusplus

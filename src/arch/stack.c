@@ -41,10 +41,12 @@ static size_t co__page(void) {
     return p;
 }
 
+/* size <= CO__STACK_MAX (callers refuse more), so rounding cannot wrap. */
 size_t co__stack_round(size_t size) {
     size_t page = co__page();
     if (size == 0) size = CO__STACK_DEFAULT;
     if (size < CO__STACK_MIN) size = CO__STACK_MIN;
+    if (size > CO__STACK_MAX) size = CO__STACK_MAX;
     return (size + page - 1) & ~(page - 1);
 }
 

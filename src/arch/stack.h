@@ -29,6 +29,10 @@
 #define CO__CANARY 0x636f72696f5f5e5eULL /* "corio_^^" */
 #define CO__STACK_DEFAULT (256u * 1024u)
 #define CO__STACK_MIN (16u * 1024u)
+/* The largest stack a task may ask for (Go's limit for a goroutine's
+ * stack): far below the sizes whose page rounding or slab arithmetic
+ * (CO__SLAB_STACKS of them in one mapping) would overflow. */
+#define CO__STACK_MAX ((size_t)1 << 30)
 
 typedef struct co__stack {
     struct co__stack *next; /* pool free list */

@@ -309,6 +309,14 @@ struct co_loop {
     atomic_bool xrefuse;      /* any thread: a stop began: co_loop_call_threadsafe
                                  and co_loop_submit refuse (-CO_ECLOSED); the
                                  library's own wake-ups still get through */
+    /* The struct's memory (with the inbox) outlives co_loop_free while other
+     * threads hold references (co_loop_retain): their calls then get
+     * -CO_ECLOSED. One reference is the owner's, dropped by co_loop_free
+     * (xdead set first); the last one frees the memory. */
+    atomic_uint xrefs;
+    atomic_bool xdead;
+    atomic_bool xactive;      /* a run (or close's drain) is under way: other
+                                 threads may read it; the loop cannot move */
     co__xq xq;                /* the cross-thread inbox */
     bool xbusy;               /* the last turn ran cross-thread calls: more are
                                  likely, spin before sleeping */
@@ -331,7 +339,9 @@ struct co_loop {
     bool virtual_clock, debug, precise_timers;
     int64_t slow_ns;
     size_t default_stack;
-    pthread_t owner;          /* the thread that may use the loop */
+    pthread_t owner;          /* the thread that may use the loop; a loop that
+                                 is not running moves to the thread that runs,
+                                 closes or frees it (loop.c: co__adopt) */
     co__stack_pool stacks;
     co_task *task_cache;      /* freed task structs, linked through ->arg */
     size_t ntask_cache;

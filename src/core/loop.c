@@ -14,6 +14,14 @@
  * is one and the turn has budget left; only otherwise does it switch back
  * to the loop's own stack. A finished task cannot release the stack it is
  * running on: it leaves itself in L->zombie and whoever runs next reaps it.
+ *
+ * Ownership. A loop belongs to one thread at a time: the one that created
+ * it, until another thread runs, closes or frees it while it is not
+ * running, which makes that thread the owner (asyncio's new_event_loop()
+ * in main, then loop.run_forever in a thread). The struct's memory is
+ * refcounted for other threads (co_loop_retain / co_loop_release): after
+ * co_loop_free it lives on, closed, until the last reference goes, so a
+ * thread that holds one and submits gets -CO_ECLOSED, never freed memory.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -56,9 +64,14 @@ int co__wrongloop(const co_loop *L, const char *what) {
         return -CO_ECLOSED;
     }
     /* Reported through the object's loop: its owner is who needs to know. */
-    co__report((co_loop *)L, "%s: called from %s on an object of loop %p (this thread's loop: %p)",
-               what, co__on_loop_thread(L) ? "a task of another loop" : "another thread",
-               (const void *)L, (void *)mine);
+    if (mine == L && !co__on_loop_thread(L))
+        co__report((co_loop *)L, "%s: called on an object of loop %p from a thread that does not own "
+                                 "it (the loop moved to the thread that ran it last)",
+                   what, (const void *)L);
+    else
+        co__report((co_loop *)L, "%s: called from %s on an object of loop %p (this thread's loop: %p)",
+                   what, co__on_loop_thread(L) ? "a task of another loop" : "another thread",
+                   (const void *)L, (void *)mine);
     return -CO_EWRONGLOOP;
 }
 
@@ -100,6 +113,7 @@ co_loop *co_loop_new(const co_loop_opts *opts) {
     co_loop *L = calloc(1, sizeof *L);
     if (!L) return NULL;
     L->owner = pthread_self();
+    atomic_init(&L->xrefs, 1); /* the owner's */
     L->wakefd = -1;
     L->poll.fd = -1;
     int rc = co__xq_init(&L->xq);
@@ -368,9 +382,25 @@ static void co__turn(co_loop *L) {
 
 /* ---- run / stop / close -------------------------------------------------------------- */
 
-static int co__check_runnable(co_loop *L) {
-    if (!co__on_loop_thread(L)) return co__wrongloop(L, "co_loop_run");
+/* The calling thread becomes L's owner if L is not running (see the top).
+ * Its signal stack comes with it: the old owner's stays with that thread. */
+static int co__adopt(co_loop *L, const char *what) {
+    if (co__on_loop_thread(L)) return 0;
+    if (atomic_load(&L->xactive)) {
+        co__report(L, "%s: loop %p is running on another thread (a loop runs on one thread at a time)",
+                   what, (void *)L);
+        return -CO_ERUNNING;
+    }
+    L->owner = pthread_self();
+    L->altstack = co__altstack_ensure();
+    return 0;
+}
+
+static int co__check_runnable(co_loop *L, const char *what) {
+    if (!L) return -EINVAL;
     if (L->closed) return -CO_ECLOSED;
+    int rc = co__adopt(L, what);
+    if (rc) return rc;
     if (L->running || co__tls_running) return -CO_ERUNNING;
     return 0;
 }
@@ -379,6 +409,7 @@ static void co__run_loop(co_loop *L, bool until_stop) {
     co_loop *prev_cur = co__tls_loop;
     co__tls_loop = L;
     co__tls_running = L;
+    atomic_store(&L->xactive, true);
     L->running = true;
     co__fiber_init_thread(&L->main);
     co__loop_update_time(L);
@@ -387,13 +418,14 @@ static void co__run_loop(co_loop *L, bool until_stop) {
     } while (!L->stopping && until_stop);
     L->stopping = false;
     L->running = false;
+    atomic_store(&L->xactive, false);
     co__tls_running = NULL;
     co__tls_loop = prev_cur ? prev_cur : L;
 }
 
 int co_loop_run_forever(co_loop *L) {
     if (!L) return -EINVAL;
-    int rc = co__check_runnable(L);
+    int rc = co__check_runnable(L, "co_loop_run_forever");
     if (rc) return rc;
     co__run_loop(L, true);
     return 0;
@@ -405,7 +437,7 @@ void co_loop_stop(co_loop *L) {
 
 int co_loop_run_until_complete(co_loop *L, co_task *t, void **value) {
     if (!L || !t) return -EINVAL;
-    int rc = co__check_runnable(L);
+    int rc = co__check_runnable(L, "co_loop_run_until_complete");
     if (rc) return rc;
     if (t->loop != L) return co__wrongloop(t->loop, "co_loop_run_until_complete");
     if (!co_task_done(t)) {
@@ -450,9 +482,10 @@ static void co__drop_pending(co_loop *L) {
 
 int co_loop_close(co_loop *L) {
     if (!L) return -EINVAL;
-    if (!co__on_loop_thread(L)) return co__wrongloop(L, "co_loop_close");
-    if (L->running) return -CO_ERUNNING;
     if (L->closed) return 0;
+    int arc = co__adopt(L, "co_loop_close");
+    if (arc) return arc;
+    if (L->running) return -CO_ERUNNING;
     /* Draining runs the loop: not inside another loop running on this thread. */
     if (co__tls_running && L->ntasks_live) return -CO_ERUNNING;
     L->closing = true;
@@ -464,10 +497,12 @@ int co_loop_close(co_loop *L) {
         co_loop *prev_cur = co__tls_loop;
         co__tls_loop = L;
         co__tls_running = L;
+        atomic_store(&L->xactive, true);
         L->running = true;
         co__fiber_init_thread(&L->main);
         while (L->ntasks_live && co__can_progress(L)) co__turn(L);
         L->running = false;
+        atomic_store(&L->xactive, false);
         co__tls_running = NULL;
         co__tls_loop = prev_cur;
     }
@@ -482,6 +517,7 @@ int co_loop_close(co_loop *L) {
     }
     co_loop *prev = co__tls_loop;
     co__tls_loop = L;
+    atomic_store(&L->xrefuse, true);
     co__xq_close(L); /* runs the cross-thread calls accepted until now */
     co__tls_loop = prev;
     co__drop_pending(L);
@@ -489,9 +525,11 @@ int co_loop_close(co_loop *L) {
     return rc;
 }
 
+static void co__loop_unref(co_loop *L);
+
 int co_loop_free(co_loop *L) {
     if (!L) return 0;
-    if (L->running) return -CO_ERUNNING;
+    if (atomic_load(&L->xactive)) return -CO_ERUNNING; /* here or on another thread */
     int rc = L->closed ? 0 : co_loop_close(L);
     if (rc == -CO_EWRONGLOOP || rc == -CO_ERUNNING) return rc;
     co__drop_pending(L); /* what was queued after close (nothing runs it now) */
@@ -537,12 +575,39 @@ int co_loop_free(co_loop *L) {
     co__heap_fini(&L->timers); /* before the handles its nodes live in */
     co__handles_fini(L);
     co__stack_pool_fini(&L->stacks);
-    co__xq_fini(L);
     co__fd_fini(L);
     co__poll_close(&L->poll);
-    if (L->wakefd >= 0) close(L->wakefd);
+    if (L->wakefd >= 0) close(L->wakefd); /* a push after the close never writes it */
     co__altstack_release(L->altstack);
     if (co__tls_loop == L) co__tls_loop = NULL;
-    free(L);
+    atomic_store(&L->xdead, true);
+    co__loop_unref(L); /* the owner's reference */
     return rc;
+}
+
+/* Drops a reference; the last frees the inbox and the struct. */
+static void co__loop_unref(co_loop *L) {
+    if (atomic_fetch_sub_explicit(&L->xrefs, 1, memory_order_acq_rel) != 1) return;
+    co__xq_fini(L);
+    free(L);
+}
+
+co_loop *co_loop_retain(co_loop *L) {
+    if (L) atomic_fetch_add_explicit(&L->xrefs, 1, memory_order_relaxed);
+    return L;
+}
+
+void co_loop_release(co_loop *L) {
+    if (!L) return;
+    unsigned n = atomic_load(&L->xrefs);
+    do {
+        if (n <= 1 && !atomic_load(&L->xdead)) { /* the owner's: co_loop_free drops it */
+            co__report(L, "co_loop_release: more releases than co_loop_retain calls; not released");
+            return;
+        }
+    } while (!atomic_compare_exchange_weak(&L->xrefs, &n, n - 1));
+    if (n == 1) {
+        co__xq_fini(L);
+        free(L);
+    }
 }

@@ -206,6 +206,12 @@ co_task *co_spawn_opts(co_fn fn, void *arg, const co_task_opts *opts) {
         errno = EINVAL;
         return NULL;
     }
+    if (co__unlikely(opts && opts->stack_size > CO__STACK_MAX)) {
+        co__report(L, "co_spawn_opts: stack_size %zu bytes is over the limit of %zu (1 GiB); task not "
+                      "spawned", opts->stack_size, (size_t)CO__STACK_MAX);
+        errno = EINVAL;
+        return NULL;
+    }
     if (L->closing) {
         errno = CO_ECLOSED;
         return NULL;
@@ -333,8 +339,10 @@ int co__suspend(co_task *t) {
 }
 
 co_task *co_current(void) {
+    /* only while a loop runs here: this thread's current loop may be
+     * running on another thread, which took it over (loop.c) */
     co_loop *L = co__tls_loop;
-    return L ? L->cur : NULL;
+    return L && co__loop_running_here() ? L->cur : NULL;
 }
 
 bool co_cancelled(void) {

@@ -3,14 +3,29 @@
  * for, cancels (close_clients) or aborts (abort_clients) the connections.
  * Loop thread.
  *
- * Ownership: the server owns the listening fd, its accept task and one
- * record per live connection (linked in `conns`); a connection task owns
- * its stream and frees its record when its handler returns.
+ * Ownership: the server owns the listening fd, its accept task, a spare
+ * fd and one record per live connection (linked in `conns`); a connection
+ * task owns its stream and frees its record when its handler returns.
+ *
+ * Out of file descriptors (EMFILE, ENFILE), accept fails while the
+ * connection stays in the kernel's backlog, its client waiting with no
+ * answer, and the listening fd stays readable. libuv's answer, taken
+ * here: the server holds one spare fd (on /dev/null); out of fds, it
+ * closes it, accepts and closes every pending connection (their clients
+ * see the connection closed at once), and reopens it. The alternative of
+ * backing off and retrying leaves clients hanging for as long as the
+ * shortage lasts. Accept errors are reported at most once a second, with
+ * what happened since the last report.
  */
+#define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -35,7 +50,16 @@ struct co_server {
     size_t nconns;
     bool aborting;          /* ABORT_CLIENTS: connections end with co_stream_abort */
     co_event room;          /* set while nconns < max_conns */
+    int spare;              /* open on /dev/null, closed to make room (see the top); -1: none */
+    /* accept errors since the last report (at most one a second) */
+    bool reported;          /* last_report is set */
+    int64_t last_report;    /* co_now() of the last report */
+    size_t nerrors, nshed;  /* failed accepts, connections closed unserved */
 };
+
+/* Most pending connections one shortage closes in one go (a flood must
+ * not hold the loop). */
+#define CO__SHED_MAX 1024
 
 static void *co__conn_main(void *arg) {
     co__conn *c = arg;
@@ -55,6 +79,43 @@ static void *co__conn_main(void *arg) {
     return NULL;
 }
 
+/* Out of fds: closes the spare, accepts and closes the pending
+ * connections, reopens the spare (see the top). How many it closed. */
+static size_t co__server_shed(co_server *srv) {
+    if (srv->spare < 0) return 0;
+    close(srv->spare);
+    srv->spare = -1;
+    size_t n = 0;
+    while (n < CO__SHED_MAX) {
+        struct pollfd p = {.fd = srv->lfd, .events = POLLIN};
+        if (poll(&p, 1, 0) != 1) break; /* never block, even on a blocking lfd */
+        int c = accept4(srv->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (c < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) continue;
+            break;
+        }
+        close(c);
+        n++;
+    }
+    srv->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    return n;
+}
+
+/* An accept failed with rc (co_io_error() tells): report it, at most once
+ * a second, with the count of failures and shed connections meanwhile. */
+static void co__server_complain(co_server *srv, size_t shed) {
+    srv->nerrors++;
+    srv->nshed += shed;
+    int64_t now = co_now();
+    if (srv->reported && now - srv->last_report < 1000000000) return;
+    co__report(srv->loop, "server on port %d: %s (%zu failed accepts, %zu connections closed unserved for "
+                          "want of file descriptors, since the last report)",
+               co_sock_port(srv->lfd), co_io_error(), srv->nerrors, srv->nshed);
+    srv->reported = true;
+    srv->last_report = now;
+    srv->nerrors = srv->nshed = 0;
+}
+
 static void *co__accept_main(void *arg) {
     co_server *srv = arg;
     for (;;) {
@@ -67,9 +128,17 @@ static void *co__accept_main(void *arg) {
         int rc = co_accept(srv->lfd, &fd, NULL, NULL);
         if (rc == -ECANCELED) break;
         if (rc < 0) {
-            /* out of fds or memory, or a fault: say so, back off, go on */
-            co__report(srv->loop, "server on port %d: %s", co_sock_port(srv->lfd), co_io_error());
-            if (co_sleep(rc == -EMFILE || rc == -ENFILE ? 0.1 : 0.01) < 0) break;
+            /* out of fds: make room and close the pending connections;
+             * otherwise (memory, a fault, no spare) back off; go on */
+            bool nofd = rc == -EMFILE || rc == -ENFILE;
+            bool had_spare = srv->spare >= 0;
+            size_t shed = nofd ? co__server_shed(srv) : 0;
+            co__server_complain(srv, shed);
+            /* accept fails for want of an fd even with an empty backlog:
+             * wait for the next connection before trying again */
+            if (nofd && had_spare) rc = co_wait_fd(srv->lfd, CO_READ, INFINITY);
+            else rc = co_sleep(nofd ? 0.1 : 0.01);
+            if (rc == -ECANCELED) break;
             continue;
         }
         int one = 1;
@@ -104,6 +173,7 @@ int co_server_start(int lfd, co_conn_handler handler, void *arg, const co_server
     srv->lfd = lfd;
     srv->handler = handler;
     srv->arg = arg;
+    srv->spare = open("/dev/null", O_RDONLY | O_CLOEXEC); /* -1: no trick, back off instead */
     if (opts) srv->opts = *opts;
     co_tls_ctx_retain(srv->opts.tls); /* the caller may free its context now */
     co__list_init(&srv->conns);
@@ -115,6 +185,7 @@ int co_server_start(int lfd, co_conn_handler handler, void *arg, const co_server
     if (rc) {
         co_event_destroy(&srv->room);
         co_tls_ctx_free(srv->opts.tls);
+        if (srv->spare >= 0) close(srv->spare);
         free(srv);
         return rc;
     }
@@ -177,6 +248,7 @@ int co_server_close(co_server *srv, int mode) {
     }
     co_event_destroy(&srv->room);
     co_tls_ctx_free(srv->opts.tls);
+    if (srv->spare >= 0) close(srv->spare);
     free(srv);
     return cancelled ? -ECANCELED : 0;
 }

@@ -14,9 +14,17 @@
 /* What a producer does when its future is cancelled, and how the memory
  * that embeds the future is freed. Both optional. */
 typedef struct co__tsf_ops {
-    /* Called without the future's lock, once. was_pending: the future went
-     * from CO_PENDING to CO_CANCELLED (take the job out of your queue);
-     * otherwise it is running and got a cancel request. */
+    /* Called once, with the future's lock held. was_pending: the future
+     * went from CO_PENDING to CO_CANCELLED (take the job out of your
+     * queue); otherwise it is running and got a cancel request. The lock
+     * is what keeps the producer alive here: a future outlives its
+     * producer, and nothing else holds one. A pool cannot finish its
+     * shutdown while a job it queued is unfinished (the thread that takes
+     * the job drops it through co_tsfuture_cancel, which takes the lock),
+     * and a loop finishes every running submission's future (under the
+     * lock) before it frees itself. So the hook must be short, must not
+     * sleep (a mutex held for a few stores is fine) and must not take the
+     * lock of another future. */
     void (*cancel)(co_tsfuture *f, bool was_pending);
     void (*free)(co_tsfuture *f); /* NULL: free(f) */
 } co__tsf_ops;

@@ -31,6 +31,24 @@
  * Threads are detached; the pool counts them and shutdown waits until the
  * count reaches zero (a thread touches the pool for the last time under
  * the mutex, before it signals).
+ *
+ * Stalls (the default pool only). Blocking work can block for good: a
+ * FIFO's open with no writer, a dead NFS server. A fixed pool whose every
+ * thread is stuck stops every later file call and DNS lookup in the
+ * process. So the default pool grows past its size when its queue stalls,
+ * up to CO__POOL_GROW_MAX threads, and the threads above its size leave
+ * after CO__POOL_KEEPALIVE_NS idle. The rejected alternatives: Tokio's
+ * rule (a new thread whenever a job finds no idle thread) starts hundreds
+ * of threads for a burst of short jobs, which here run faster on the
+ * threads already spinning; a reserve pool for files and DNS only moves
+ * the problem to the reserve. Go's sysmon is the model instead: a monitor
+ * thread, armed when a job is queued with no thread asleep or spinning
+ * (every thread is busy), looks every CO__POOL_STALL_NS and starts one
+ * thread when the queue's head has not moved for a whole tick with every
+ * thread still busy; it disarms (and sleeps, costing nothing) once the
+ * queue is empty. A burst of short jobs moves the head every tick and
+ * starts nothing. Pools from co_pool_new keep their size: they are the
+ * way to bound CPU-bound work.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -38,13 +56,19 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../base/env.h"
 #include "internal.h"
 
 #define CO__POOL_MAX 1024
+/* Stalls (see the top): the default pool's growth. */
+#define CO__POOL_GROW_MAX 512
+#define CO__POOL_STALL_NS (20 * 1000 * 1000)
+#define CO__POOL_KEEPALIVE_NS (10LL * 1000 * 1000 * 1000)
 #define CO__POOL_SPIN_NS (50 * 1000)
 /* Ring cells (a power of two): 16 bytes each, 1 MiB of address space,
  * allocated zeroed and so touched only as positions are used. Bursts of
@@ -96,6 +120,12 @@ struct co_pool {
     int wake_tokens;          /* under mu: signals sent to wake a spinner, not yet taken */
     int max_spin;
     bool is_default;
+    /* Stalls (see the top). grow_max 0: a fixed pool (no monitor). */
+    size_t grow_max;          /* threads the monitor may start up to */
+    atomic_bool mon_armed;    /* the monitor watches the queue (set by anyone, cleared by it) */
+    bool mon_started;         /* under mon_mu */
+    pthread_mutex_t mon_mu;
+    pthread_cond_t mon_cv;    /* the disarmed monitor sleeps here */
 };
 
 _Thread_local co__job *co__cur_job;
@@ -112,8 +142,9 @@ static int co__ncores(void) {
 static size_t co__default_size(void) {
     size_t v;
     if (co__env_size("CORIO_THREADS", 1, CO__POOL_MAX, &v) > 0) return v;
-    int c = co__ncores();
-    return c > 4 ? (size_t)c : 4;
+    /* Python's default executor: min(32, cores + 4) */
+    int c = co__ncores() + 4;
+    return c < 32 ? (size_t)c : 32;
 }
 
 /* ---- the queue ------------------------------------------------------------------------ */
@@ -286,8 +317,13 @@ static bool co__pool_has_work(co_pool *p) {
  * submissions that follow see a spinner and send no second, useless
  * wake-up while the first one is still on its way. */
 static void co__pool_wake_in(co_pool *p);
+static void co__pool_stall_hint(co_pool *p);
 static void co__pool_wake(co_pool *p) {
-    if (atomic_load(&p->nsleeping) == 0 || atomic_load(&p->nspinning) != 0) return;
+    if (atomic_load(&p->nspinning) != 0) return;
+    if (atomic_load(&p->nsleeping) == 0) {
+        if (p->grow_max && co__pool_has_work(p)) co__pool_stall_hint(p);
+        return;
+    }
     if (co__pool_has_work(p)) co__pool_wake_in(p);
 }
 
@@ -297,7 +333,11 @@ static void co__pool_wake(co_pool *p) {
  * the submitter's cache unless a taker touched it; the queue's head and
  * tail, which has_work reads, rarely are.) */
 static void co__pool_wake_after(co_pool *p, co__pcell *c, size_t pos) {
-    if (atomic_load(&p->nsleeping) == 0) return;
+    if (atomic_load(&p->nsleeping) == 0) {
+        /* every thread busy or spinning: if busy, the monitor watches */
+        if (co__unlikely(p->grow_max) && atomic_load(&p->nspinning) == 0) co__pool_stall_hint(p);
+        return;
+    }
     if (c ? co__cell_seq(p, c, memory_order_seq_cst) != pos + 1 : !co__pool_has_work(p)) return;
     if (atomic_load(&p->nspinning) == 0) co__pool_wake_in(p);
 }
@@ -405,6 +445,57 @@ static void co__pool_spin_end(co_pool *p, bool *spinning) {
  * stopped spinning: it saw the job, or the submitter sees it asleep. */
 static bool co__pool_surplus(co_pool *p) { return p->nthreads > p->target; }
 
+/* mu held: an idle thread sleeps until woken; one above the pool's size
+ * in a growing pool for CO__POOL_KEEPALIVE_NS at most (true: expired). */
+static bool co__pool_sleep(co_pool *p) {
+    if (!co__pool_surplus(p)) {
+        pthread_cond_wait(&p->work_cv, &p->mu);
+        return false;
+    }
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until); /* work_cv's clock */
+    int64_t ns = until.tv_nsec + CO__POOL_KEEPALIVE_NS;
+    until.tv_sec += (time_t)(ns / 1000000000);
+    until.tv_nsec = (long)(ns % 1000000000);
+    return pthread_cond_timedwait(&p->work_cv, &p->mu, &until) == ETIMEDOUT;
+}
+
+/* mu held (on return too): an idle thread sleeps until there is work, or
+ * leaves (true). */
+static bool co__pool_rest(co_pool *p, bool *spinning, bool *owes) {
+    /* surplus after a resize leaves now; above the size of a growing pool
+     * (its monitor started it) it stays a while (co__pool_sleep) */
+    if (co__pool_surplus(p) && (!p->grow_max || atomic_load(&p->shrinking))) return true;
+    atomic_fetch_add(&p->nsleeping, 1);
+    /* has_work counts a claimed job not yet published: then loop round
+     * until it is. Look once and act on that answer: a claim that comes
+     * after this look, once the flag is set, is a tombstone whose
+     * submitter wakes nobody, so sleeping on an earlier look's answer
+     * could sleep through it. */
+    bool idle = !co__pool_has_work(p);
+    if (idle && atomic_load(&p->shutdown)) {
+        /* the flag was set under mu before we took it, and the queue is
+         * empty with no claim in it: later submissions see the flag (see
+         * co__tomb) */
+        atomic_fetch_sub(&p->nsleeping, 1);
+        return true;
+    }
+    bool expired = false;
+    if (idle) {
+        *owes = false;
+        expired = co__pool_sleep(p);
+    }
+    atomic_fetch_sub(&p->nsleeping, 1);
+    if (p->wake_tokens) { /* woken as a spinner: nspinning counts us */
+        p->wake_tokens--;
+        *spinning = true;
+        return false;
+    }
+    /* out of nsleeping before this look (seq_cst): a submitter that
+     * claims after it sees us gone, and the monitor acts */
+    return expired && co__pool_surplus(p) && !co__pool_has_work(p);
+}
+
 static void *co__pool_main(void *arg) {
     co_pool *p = arg;
     bool spinning = false; /* counted in nspinning */
@@ -420,6 +511,9 @@ static void *co__pool_main(void *arg) {
                 co__pool_spin_end(p, &spinning);
                 owes = false;
                 co__pool_wake(p);
+            } else if (co__unlikely(p->grow_max) && !atomic_load_explicit(&p->mon_armed, memory_order_relaxed) &&
+                       co__pool_next_ready(p)) {
+                co__pool_wake(p); /* more queued behind j: someone must see it */
             }
             if (co__unlikely(atomic_load_explicit(&p->drop_queued, memory_order_relaxed))) {
                 co__job_drop(j);
@@ -439,30 +533,7 @@ static void *co__pool_main(void *arg) {
             owes = true;
         }
         pthread_mutex_lock(&p->mu);
-        if (co__pool_surplus(p)) break;
-        atomic_fetch_add(&p->nsleeping, 1);
-        /* has_work counts a claimed job not yet published: then loop
-         * round until it is. Look once: a claim that comes after this
-         * look, once the flag is set, is a tombstone, and its submitter
-         * wakes nobody (looking twice and sleeping on the first answer
-         * slept through such a claim, and shutdown waited forever). */
-        bool idle = !co__pool_has_work(p);
-        if (idle && atomic_load(&p->shutdown)) {
-            /* the flag was set under mu before we took it, and the
-             * queue is empty with no claim in it: later submissions see
-             * the flag (see co__tomb) */
-            atomic_fetch_sub(&p->nsleeping, 1);
-            break;
-        }
-        if (idle) {
-            owes = false;
-            pthread_cond_wait(&p->work_cv, &p->mu);
-        }
-        atomic_fetch_sub(&p->nsleeping, 1);
-        if (p->wake_tokens) { /* woken as a spinner: nspinning counts us */
-            p->wake_tokens--;
-            spinning = true;
-        }
+        if (co__pool_rest(p, &spinning, &owes)) break;
         pthread_mutex_unlock(&p->mu);
     }
     /* mu held */
@@ -490,6 +561,70 @@ static int co__pool_grow(co_pool *p) {
     pthread_attr_destroy(&a);
     if (rc && p->nthreads) p->target = p->nthreads; /* keep what started */
     return -rc;
+}
+
+/* ---- stalls (see the top) ---------------------------------------------------------------- */
+
+/* One thread more if the queue is still stalled. */
+static void co__pool_add_thread(co_pool *p) {
+    pthread_mutex_lock(&p->mu);
+    if (!atomic_load_explicit(&p->shutdown, memory_order_relaxed) && p->nthreads < p->grow_max &&
+        atomic_load(&p->nsleeping) == 0) {
+        size_t target = p->target;
+        p->target = p->nthreads + 1;
+        co__pool_grow(p);
+        p->target = target; /* the new thread is above it: it leaves when idle */
+    }
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void *co__pool_monitor(void *arg) {
+    co_pool *p = arg;
+    size_t last = SIZE_MAX;
+    pthread_mutex_lock(&p->mon_mu);
+    for (;;) {
+        if (!co__pool_has_work(p)) {
+            /* disarm, then look (seq_cst): a submitter that claimed after
+             * the look sees the flag down and re-arms us under mon_mu */
+            atomic_store(&p->mon_armed, false);
+            if (!co__pool_has_work(p)) {
+                while (!atomic_load(&p->mon_armed)) pthread_cond_wait(&p->mon_cv, &p->mon_mu);
+                last = SIZE_MAX;
+                continue;
+            }
+            atomic_store(&p->mon_armed, true);
+        }
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        int64_t ns = until.tv_nsec + CO__POOL_STALL_NS;
+        until.tv_sec += (time_t)(ns / 1000000000);
+        until.tv_nsec = (long)(ns % 1000000000);
+        pthread_cond_timedwait(&p->mon_cv, &p->mon_mu, &until);
+        size_t head = atomic_load(&p->head);
+        if (head == last && co__pool_has_work(p) && atomic_load(&p->nsleeping) == 0 &&
+            atomic_load(&p->nspinning) == 0)
+            co__pool_add_thread(p);
+        last = head;
+    }
+    return NULL;
+}
+
+/* A job is queued and no thread sleeps or spins: arm the monitor. */
+static void co__pool_stall_hint(co_pool *p) {
+    if (atomic_load_explicit(&p->mon_armed, memory_order_relaxed) || atomic_exchange(&p->mon_armed, true))
+        return;
+    pthread_mutex_lock(&p->mon_mu);
+    if (!p->mon_started) {
+        pthread_t th;
+        pthread_attr_t a;
+        pthread_attr_init(&a);
+        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+        p->mon_started = pthread_create(&th, &a, co__pool_monitor, p) == 0;
+        if (p->mon_started) pthread_setname_np(th, "corio-poolmon");
+        pthread_attr_destroy(&a);
+    }
+    pthread_cond_signal(&p->mon_cv);
+    pthread_mutex_unlock(&p->mon_mu);
 }
 
 /* ---- pools ---------------------------------------------------------------------------- */
@@ -527,6 +662,10 @@ static co_pool *co__pool_create(size_t n, bool is_default) {
     int c = co__ncores();
     p->max_spin = c > 1 ? c / 2 : 0;
     p->is_default = is_default;
+    p->grow_max = is_default ? CO__POOL_GROW_MAX : 0;
+    atomic_init(&p->mon_armed, false);
+    pthread_mutex_init(&p->mon_mu, NULL);
+    pthread_cond_init(&p->mon_cv, NULL);
     p->target = n ? n : co__default_size();
     pthread_mutex_lock(&p->mu);
     int rc = co__pool_grow(p);
@@ -536,6 +675,8 @@ static co_pool *co__pool_create(size_t n, bool is_default) {
         pthread_mutex_destroy(&p->mu);
         pthread_cond_destroy(&p->work_cv);
         pthread_cond_destroy(&p->exit_cv);
+        pthread_mutex_destroy(&p->mon_mu);
+        pthread_cond_destroy(&p->mon_cv);
         free(p->cells);
         free(p);
         errno = rc ? -rc : EAGAIN;
@@ -646,6 +787,8 @@ void co_pool_free(co_pool *p) {
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->work_cv);
     pthread_cond_destroy(&p->exit_cv);
+    pthread_mutex_destroy(&p->mon_mu);
+    pthread_cond_destroy(&p->mon_cv);
     free(p->cells);
     free(p);
 }

@@ -257,7 +257,7 @@ static int spawn(co_procpool *p, pp_worker *w) {
     posix_spawnattr_setsigmask(&at, &none);
     posix_spawnattr_setsigdefault(&at, &dfl);
     posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    char *argv[] = {p->exe, NULL};
+    char *argv[] = {p->exe, (char *)CO__PP_ARGV1, NULL};
     pid_t pid;
     int rc = posix_spawn(&pid, p->exe, &fa, &at, argv, p->envp);
     posix_spawn_file_actions_destroy(&fa);

@@ -24,6 +24,10 @@
 
 #define CO__PP_ENV "CORIO_PROCPOOL_WORKER" /* "<fd>:<parent pid>" */
 #define CO__PP_FD 3
+/* argv[1] of a worker: with CO__PP_ENV, what tells a worker from a start
+ * of the program that merely inherited the variable (see the worker's
+ * constructor); it does not depend on the parent being alive. */
+#define CO__PP_ARGV1 "--corio-procpool-worker"
 #define CO__PP_REQ_MAGIC 0x51504f43u /* "COPQ" */
 #define CO__PP_REP_MAGIC 0x52504f43u /* "COPR" */
 #define CO__PP_MSG_MAX 199            /* fits co_procpool_result.msg */

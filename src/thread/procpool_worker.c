@@ -2,8 +2,10 @@
  * registry, and the constructor that turns a freshly spawned copy of the
  * program into a worker before main() runs.
  *
- * A worker is started by posix_spawn of /proc/self/exe with
- * CORIO_PROCPOOL_WORKER=<fd>:<parent pid> in its environment. The
+ * A worker is started by posix_spawn of /proc/self/exe with argv[1]
+ * CO__PP_ARGV1 and CORIO_PROCPOOL_WORKER=<fd>:<parent pid> in its
+ * environment. Both together make it a worker: one whose parent is gone
+ * by the time it looks exits, and never runs main(). The
  * constructor below runs after every prioritised constructor of the
  * program (CO_PROCPOOL_FN registers at priority 200, and the linker puts
  * all prioritised constructors first), sees the variable, and serves jobs
@@ -208,6 +210,20 @@ static void __attribute__((noreturn)) worker_main(int fd) {
     }
 }
 
+/* Was this process spawned as a worker? argv[1] says so; read from
+ * /proc (a constructor gets no argv portably). */
+static bool spawned_as_worker(void) {
+    char buf[512];
+    int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return false;
+    buf[n] = 0;
+    size_t a0 = strlen(buf);
+    return (size_t)n > a0 + 1 && strcmp(buf + a0 + 1, CO__PP_ARGV1) == 0;
+}
+
 /* No priority: runs after every prioritised constructor (registrations),
  * in link order among the rest (libcorio.a comes after the program's
  * objects). See the file comment. */
@@ -221,10 +237,12 @@ __attribute__((constructor)) static void co__pp_worker_ctor(void) {
     /* Not for our children's children: a job that runs another program
      * (or this one) must not turn it into a worker. */
     unsetenv(CO__PP_ENV);
-    /* A stale variable inherited by some unrelated start of the program:
-     * the parent is not the pool that set it. Run main() normally. */
-    if (!ok || fd != CO__PP_FD || (long)getppid() != ppid) return;
-    if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) return;
+    /* A stale variable inherited by some unrelated start of the program
+     * (no worker argv): run main() normally. A worker never does: if its
+     * pool is gone, or its start is broken, it exits. */
+    if (!spawned_as_worker()) return;
+    if (!ok || fd != CO__PP_FD || (long)getppid() != ppid) _exit(0);
+    if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) _exit(0);
     /* A crash must end the process by its signal, which the pool reports:
      * sanitizer runtimes catch SEGV/BUS/FPE/ILL, print, and exit(1 or 66)
      * instead. And Ctrl-C (SIGINT to the whole process group) is the

@@ -190,6 +190,10 @@ void co_tsfuture_set_free_result(co_tsfuture *f, void (*free_result)(void *)) {
     if (f) f->free_result = free_result;
 }
 
+/* Tests only: called by co_tsfuture_cancel once it let go of the lock,
+ * to widen the window in which the producer may go away. */
+void (*co__tsf_cancel_gap)(co_tsfuture *f);
+
 int co_tsfuture_cancel(co_tsfuture *f) {
     if (!f) return -EINVAL;
     co__list ws;
@@ -199,15 +203,17 @@ int co_tsfuture_cancel(co_tsfuture *f) {
     if (atomic_load_explicit(&f->state, memory_order_relaxed) == CO_PENDING) f->err = -ECANCELED;
     if (atomic_compare_exchange_strong(&f->state, &s, CO_CANCELLED)) { /* seq_cst: co__tsf_unpark */
         co__tsf_take_waiters(f, &ws);
+        if (f->ops && f->ops->cancel) f->ops->cancel(f, true); /* locked: see co__tsf_ops */
         co__lock_release(&f->lock);
+        if (co__tsf_cancel_gap) co__tsf_cancel_gap(f);
         co__tsf_unpark(f);
-        if (f->ops && f->ops->cancel) f->ops->cancel(f, true);
         co__tsf_fire(f, &ws);
         return 1;
     }
     bool first = s == CO_RUNNING && !atomic_exchange(&f->cancel_req, true);
-    co__lock_release(&f->lock);
     if (first && f->ops && f->ops->cancel) f->ops->cancel(f, false);
+    co__lock_release(&f->lock);
+    if (co__tsf_cancel_gap) co__tsf_cancel_gap(f);
     return 0;
 }
 
