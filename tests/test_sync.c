@@ -411,8 +411,9 @@ static void *cond_cancel_while_retaking(void *arg) {
     cr_assert_eq(co_mutex_unlock(&M), 0);
     settle();
     cr_assert_str_eq(tu_trace, "A:OK ", "notified before the cancel: the wait succeeded");
-    join_release(a);
+    co_join(a, NULL);
     cr_assert_eq(co_task_state(a), CO_CANCELLED);
+    co_task_release(a);
     return NULL;
 }
 
