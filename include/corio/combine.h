@@ -52,7 +52,7 @@ enum {
 };
 
 /* asyncio.wait: waits until `when` holds or timeout seconds pass (timeout
- * < 0: no limit; 0: just look). Never cancels anything and never fails
+ * CO_FOREVER: no limit; <= 0: just look). Never cancels anything and never fails
  * because a task failed. done (capacity n, may be NULL) gets the finished
  * tasks in the order they finished (those already finished at the call
  * first, in the order given); pending (capacity n, may be NULL) the others
@@ -70,7 +70,7 @@ CO_API int co_wait(co_task **tasks, size_t n, int when, double timeout, co_task 
 
 /* asyncio.as_completed: an iterator, in caller storage, that yields the tasks
  * in the order they finish, each once even if given more than once, with
- * an optional overall timeout (seconds from init; < 0: none).
+ * an optional overall timeout (seconds from init; CO_FOREVER: none; <= 0: expired).
  *     co_as_completed it;
  *     co_as_completed_init(&it, tasks, n, 10.0);
  *     while ((rc = co_as_completed_next(&it, &t)) == 0) { ... co_join(t, &v) ... }
@@ -92,7 +92,8 @@ CO_API int co_as_completed_init(co_as_completed *it, co_task **tasks, size_t n, 
 CO_API int co_as_completed_next(co_as_completed *it, co_task **next);
 CO_API void co_as_completed_fini(co_as_completed *it);
 
-/* asyncio.wait_for: waits for t at most timeout seconds (< 0: no limit).
+/* asyncio.wait_for: waits for t at most timeout seconds (CO_FOREVER: no
+ * limit; <= 0: at once, as asyncio).
  * On timeout, t is cancelled and waited for (its cleanup runs), then
  * -ETIMEDOUT is returned; if the calling task is cancelled, t is cancelled
  * and waited for too. When t finishes in the same loop turn as the timeout

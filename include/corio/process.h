@@ -107,7 +107,7 @@ CO_API co_stream *co_process_stderr(co_process *p);
 CO_API int co_process_close_stdin(co_process *p);
 
 /* proc.wait(): suspends until the child ends (at most timeout seconds;
- * < 0 or INFINITY: no limit), reaps it and stores its return code in
+ * CO_FOREVER: no limit; <= 0: a poll), reaps it and stores its return code in
  * *returncode (if not NULL). Several tasks may wait at once. Waiting with
  * pipes nobody reads can deadlock (the child blocks on a full pipe): use
  * co_process_communicate then. 0, or:

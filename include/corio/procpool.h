@@ -127,7 +127,7 @@ CO_API co_procpool *co_procpool_new_ex(const co_procpool_opts *opts);
  * co_procpool_result_free; on failure the future fails with the errors
  * listed at co_procpool_apply and co_tsfuture_message says why.
  * co_procpool_wait reads it into a plain struct. timeout: seconds the job
- * may run once a worker has taken it (< 0 or INFINITY: no limit).
+ * may run once a worker has taken it (CO_FOREVER: no limit; <= 0: expired).
  * Cancelling the future before a worker took the job drops the job.
  * NULL with errno EINVAL (p or fn_name NULL, bad name, in NULL with
  * inlen > 0, timeout NaN), ENOENT (no such function), E2BIG,
@@ -189,7 +189,7 @@ CO_API co_procpool_iter *co_procpool_imap(co_procpool *p, const char *fn_name,
                                           const co_procpool_buf *inputs, size_t n,
                                           size_t chunksize, double timeout, int flags);
 /* Waits (a thread blocks, a task suspends) for the next outcome, at most
- * timeout seconds (< 0: no limit), and fills *r (as co_procpool_apply
+ * timeout seconds (CO_FOREVER: no limit), and fills *r (as co_procpool_apply
  * does: r->err is the item's own outcome, its data is the caller's) and
  * *index (the input it belongs to; may be NULL). Returns
  *   0            *r and *index are set: look at r->err
@@ -216,7 +216,7 @@ CO_API int co_procpool_close(co_procpool *p);
  * fail with -ECANCELED. 0, -EINVAL. Harmless to repeat, also after close. */
 CO_API int co_procpool_terminate(co_procpool *p);
 /* join: waits until every worker has exited, after close or terminate
- * (a thread blocks; a task suspends). timeout: seconds (< 0: no limit).
+ * (a thread blocks; a task suspends). timeout: seconds (CO_FOREVER: no limit).
  * 0, -CO_EINVALSTATE (neither closed nor terminated), -ETIMEDOUT,
  * -ECANCELED (the waiting task was cancelled), -EINVAL. */
 CO_API int co_procpool_join(co_procpool *p, double timeout);

@@ -56,8 +56,8 @@ enum {
 };
 
 /* Opens a scope on the calling task whose deadline is timeout seconds from
- * now (co_now() refreshed first); timeout < 0 or INFINITY: no deadline;
- * timeout 0: already expired. Returns 0, or:
+ * now (co_now() refreshed first); timeout CO_FOREVER: no deadline;
+ * timeout <= 0: already expired. Returns 0, or:
  *   -CO_ENOTASK  not called from a task
  *   -EINVAL      s is NULL, timeout is NaN, or mode has unknown bits
  *   -ENOMEM      growing the timer heap failed */

@@ -48,7 +48,7 @@ extern "C" {
 #endif
 
 /* Suspends the task until one of the signals in `set` arrives (*signo, if
- * not NULL, gets which), timeout seconds pass (< 0 or INFINITY: no limit;
+ * not NULL, gets which), timeout seconds pass (CO_FOREVER: no limit;
  * 0: only take one already pending), or the task is cancelled. The
  * signals are watched only during the call. Returns 0, or:
  *   -ETIMEDOUT    timeout passed (or an enclosing scope's deadline)

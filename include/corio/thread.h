@@ -65,7 +65,7 @@ typedef void (*co_tsfuture_cb)(co_tsfuture *f, void *arg);
  * co_tsfuture_set_error, from any thread. NULL with errno ENOMEM. */
 CO_API co_tsfuture *co_tsfuture_new(void);
 
-/* Waits until f is finished or timeout seconds passed (< 0 or INFINITY:
+/* Waits until f is finished or timeout seconds passed (CO_FOREVER:
  * no limit). Called from a task, it suspends only that task; from any other
  * thread (or a loop callback, which it then blocks: avoid) it blocks.
  *   0              done; *value (if not NULL) gets the value
@@ -251,7 +251,7 @@ CO_API co_tsfuture *co_spawn_on(co_loop *loop, co_fn fn, void *arg);
 CO_API co_loop *co_thread_loop_start(const co_loop_opts *opts);
 /* Stops a loop started by co_thread_loop_start, from another thread:
  * refuses new calls (-CO_ECLOSED), runs the callbacks already queued,
- * gives its tasks `grace` seconds to finish (< 0: no limit), cancels the
+ * gives its tasks `grace` seconds to finish (CO_FOREVER: no limit; <= 0: none), cancels the
  * rest, closes and frees the loop (its memory lives on while threads hold
  * co_loop_retain references), joins the thread.
  *   0, -EBUSY (a task would not finish even when cancelled: reported),
