@@ -62,9 +62,7 @@ static void *gather_five(void *arg) {
 Test(executor, five_blocking_calls_gathered_run_at_once) {
     five = co_pool_new(5);
     cr_assert_not_null(five);
-    co_loop *L = tu_loop();
-    cr_assert_eq(tu_run(L, gather_five, NULL, NULL), 0);
-    tu_close(L);
+    tu_run_ok(gather_five, NULL);
     co_pool_free(five);
 }
 
@@ -96,9 +94,7 @@ static void *to_thread_default_pool(void *arg) {
 }
 
 Test(executor, to_thread_value_and_error) {
-    co_loop *L = tu_loop();
-    cr_assert_eq(tu_run(L, to_thread_default_pool, NULL, NULL), 0);
-    tu_close(L);
+    tu_run_ok(to_thread_default_pool, NULL);
 }
 
 Test(executor, needs_a_loop) {
@@ -196,9 +192,7 @@ static void *wrap_and_cancel(void *arg) {
 }
 
 Test(executor, wrap_tsfuture) {
-    co_loop *L = tu_loop();
-    cr_assert_eq(tu_run(L, wrap_and_cancel, NULL, NULL), 0);
-    tu_close(L);
+    tu_run_ok(wrap_and_cancel, NULL);
 }
 
 /* The loop goes away while a job still runs: the job finishes later on its

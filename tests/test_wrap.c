@@ -50,9 +50,7 @@ static void *gather_with_timeouts(void *arg) {
 
 Test(wrap, wait_for_as_an_element_of_gather) {
     cleaned = finished = 0;
-    co_loop *L = tu_loop();
-    cr_assert_eq(tu_run(L, gather_with_timeouts, NULL, NULL), 0);
-    tu_close(L);
+    tu_run_ok(gather_with_timeouts, NULL);
 }
 
 static void *cancel_outer(void *arg) {
@@ -75,9 +73,7 @@ static void *cancel_outer(void *arg) {
 
 Test(wrap, cancelling_wait_for_cancels_fn) {
     cleaned = finished = 0;
-    co_loop *L = tu_loop();
-    cr_assert_eq(tu_run(L, cancel_outer, NULL, NULL), 0);
-    tu_close(L);
+    tu_run_ok(cancel_outer, NULL);
 }
 
 static void *shielded(void *arg) {
@@ -107,9 +103,7 @@ static void *shielded(void *arg) {
 
 Test(wrap, shield_survives_the_outer_cancel) {
     cleaned = finished = 0;
-    co_loop *L = tu_loop();
-    cr_assert_eq(tu_run(L, shielded, NULL, NULL), 0);
-    tu_close(L);
+    tu_run_ok(shielded, NULL);
 }
 
 Test(wrap, bad_arguments) {
