@@ -151,6 +151,33 @@ Test(executor, cancel_skips_a_queued_job_and_frees_a_late_result) {
     cr_assert_eq(atomic_load(&freed), 1, "the running job's late result went to the destructor");
 }
 
+/* A timeout while the job runs: co_wait_for gives -ETIMEDOUT, the task is
+ * cancelled, and the job's late result goes to the destructor. */
+static void *time_out_a_running_job(void *arg) {
+    co_pool *one = arg;
+    co_task *t = co_run_in_executor(one, wait_gate, (void *)1, count_free);
+    while (atomic_load(&started) < 1) co_sleep(0.001);
+    cr_assert_eq(co_wait_for(t, 0.05, NULL), -ETIMEDOUT);
+    cr_assert_eq(co_task_state(t), CO_CANCELLED);
+    co_task_release(t);
+    atomic_store(&gate, 1);
+    co_pool_shutdown(one, CO_POOL_WAIT);
+    co_sleep(0.01); /* the completion reaches this loop */
+    return NULL;
+}
+
+Test(executor, wait_for_times_out_a_running_job) {
+    atomic_store(&gate, 0);
+    atomic_store(&started, 0);
+    atomic_store(&freed, 0);
+    co_pool *one = co_pool_new(1);
+    co_loop *L = tu_loop_opts(false, false, 0);
+    cr_assert_eq(tu_run(L, time_out_a_running_job, one, NULL), 0);
+    tu_close(L);
+    co_pool_free(one);
+    cr_assert_eq(atomic_load(&freed), 1, "the late result went to the destructor");
+}
+
 /* ---- wrap_future ------------------------------------------------------------------- */
 
 static void *set_later(void *arg) {
